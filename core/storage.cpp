@@ -1,0 +1,52 @@
+#include "kiln/core/storage.h"
+
+#include <cstdlib>
+
+#include "kiln/core/error.h"
+
+namespace kiln {
+
+namespace {
+DeviceAllocator g_cuda_allocator;
+constexpr size_t kAlignment = 64;  // one cache line; enough for AVX-512 loads
+}  // namespace
+
+void set_cuda_allocator(DeviceAllocator allocator) { g_cuda_allocator = allocator; }
+
+void* cpu_allocate(size_t nbytes) {
+  if (nbytes == 0) return nullptr;
+  const size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* p = std::aligned_alloc(kAlignment, rounded);
+  KILN_CHECK(p != nullptr, "out of memory: failed to allocate ", nbytes, " bytes on cpu");
+  return p;
+}
+
+void cpu_free(void* p, size_t) { std::free(p); }
+
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device), owned_(true) {
+  if (device.is_cpu()) {
+    data_ = cpu_allocate(nbytes);
+  } else {
+    KILN_CHECK(g_cuda_allocator.allocate != nullptr,
+               "kiln was built without CUDA: cannot allocate on ", device.str());
+    data_ = nbytes ? g_cuda_allocator.allocate(nbytes, device.index) : nullptr;
+  }
+}
+
+Storage::Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> deleter)
+    : data_(data), nbytes_(nbytes), device_(device), deleter_(std::move(deleter)) {}
+
+Storage::~Storage() {
+  if (!owned_) {
+    if (deleter_) deleter_(data_);
+    return;
+  }
+  if (!data_) return;
+  if (device_.is_cpu()) {
+    cpu_free(data_, nbytes_);
+  } else if (g_cuda_allocator.free) {
+    g_cuda_allocator.free(data_, nbytes_, device_.index);
+  }
+}
+
+}  // namespace kiln

@@ -1,0 +1,51 @@
+// Storage: one reference-counted buffer that tensors (and their views) point into.
+// It also carries the version counter shared by all views of the buffer, which
+// autograd uses to detect in-place changes to tensors saved for backward.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "kiln/core/device.h"
+
+namespace kiln {
+
+class Storage {
+ public:
+  // Allocates nbytes (64-byte aligned on CPU) on `device`. Contents are uninitialised.
+  Storage(size_t nbytes, Device device);
+  // Wraps memory the caller owns; `deleter` (may be empty) runs when the storage dies.
+  Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> deleter);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+  uint64_t version() const { return version_; }
+  void bump_version() { ++version_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+  std::function<void(void*)> deleter_;
+  bool owned_ = false;
+  uint64_t version_ = 0;
+};
+
+// The CPU allocator: 64-byte aligned, throws kiln::Error on failure.
+void* cpu_allocate(size_t nbytes);
+void cpu_free(void* p, size_t nbytes);
+
+// Hooks the CUDA backend installs so core/ never depends on cuda/.
+struct DeviceAllocator {
+  void* (*allocate)(size_t nbytes, int device_index) = nullptr;
+  void (*free)(void* p, size_t nbytes, int device_index) = nullptr;
+};
+void set_cuda_allocator(DeviceAllocator allocator);
+
+}  // namespace kiln
