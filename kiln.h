@@ -14,5 +14,12 @@
 #include "kiln/autograd/gradcheck.h"
 #include "kiln/autograd/grad_mode.h"
 
+#include "kiln/ops/activation.h"
+#include "kiln/ops/dropout.h"
 #include "kiln/ops/elementwise.h"
+#include "kiln/ops/index.h"
+#include "kiln/ops/linalg.h"
+#include "kiln/ops/loss.h"
+#include "kiln/ops/normalization.h"
 #include "kiln/ops/reduce.h"
+#include "kiln/ops/shape.h"
