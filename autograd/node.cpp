@@ -120,13 +120,23 @@ AccumulateGrad::AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf)
 Grads AccumulateGrad::apply(const Tensor& grad_output) {
   std::shared_ptr<TensorImpl> leaf = leaf_.lock();
   if (!leaf || !grad_output.defined()) return {};
-  Tensor g = grad_output;
-  if (!GradMode::is_enabled()) g = g.detach();
   if (!leaf->grad) {
-    // Own the buffer: the incoming gradient may alias another tensor (e.g. a view of
-    // the seed), and later accumulation writes into .grad in place.
-    leaf->grad = GradMode::is_enabled() ? g.impl_ptr() : g.clone().impl_ptr();
-  } else if (GradMode::is_enabled()) {  // create_graph: keep the sum differentiable
+    if (GradMode::is_enabled()) {  // create_graph: keep the gradient's history
+      leaf->grad = grad_output.impl_ptr();
+    } else if (grad_output.impl_ptr().use_count() == 1 && grad_output.storage().use_count() == 1 &&
+               !grad_output.grad_fn()) {
+      // Nobody else can see this buffer (the engine handed over its only reference):
+      // adopt it instead of copying, which matters for large embeddings.
+      leaf->grad = grad_output.impl_ptr();
+    } else {
+      // The gradient may alias another tensor (e.g. a view of the seed), and later
+      // accumulation writes into .grad in place: own a copy.
+      leaf->grad = grad_output.detach().clone().impl_ptr();
+    }
+    return {};
+  }
+  Tensor g = GradMode::is_enabled() ? grad_output : grad_output.detach();
+  if (GradMode::is_enabled()) {  // create_graph: keep the sum differentiable
     leaf->grad = (Tensor(leaf->grad) + g).impl_ptr();
   } else {
     Tensor(leaf->grad).add_(g);

@@ -150,9 +150,9 @@ Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptio
   const int64_t n = numel_of(shape);
   KILN_CHECK(static_cast<int64_t>(values.size()) == n, "from_vector: ", values.size(),
              " values do not fill shape ", shape_str(shape), " (", n, " elements)");
-  const DType natural = std::is_same_v<T, double> ? f64
-                        : std::is_integral_v<T> && !std::is_same_v<T, bool> ? i64
-                        : std::is_same_v<T, bool> ? b8 : f32;
+  // bool and uint8_t (how kiln stores bools) give masks; other integers give i64.
+  constexpr bool is_mask = std::is_same_v<T, bool> || std::is_same_v<T, uint8_t>;
+  const DType natural = std::is_same_v<T, double> ? f64 : is_mask ? b8 : std::is_integral_v<T> ? i64 : f32;
   return make_on_cpu(shape, opts, dtype_or(opts, natural), "from_vector", [&](auto* out, int64_t len) {
     using U = std::remove_pointer_t<decltype(out)>;
     for (int64_t i = 0; i < len; ++i) out[i] = static_cast<U>(values[static_cast<size_t>(i)]);

@@ -11,6 +11,7 @@ int64_t Tensor::numel() const {
 }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element has an address to be out of place
   int64_t expected = 1;
   for (int64_t i = dim() - 1; i >= 0; --i) {
     if (shape()[i] == 1) continue;  // the stride of a size-1 dim never matters
@@ -90,6 +91,16 @@ template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 template std::vector<int> Tensor::to_vector<int>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
+
+void Tensor::set_data(const Tensor& other) const {
+  KILN_CHECK(other.defined(), "set_data: the new data is undefined");
+  TensorImpl& self = impl();
+  self.storage = other.storage();
+  self.shape = other.shape();
+  self.strides = other.strides();
+  self.offset = other.offset();
+  self.dtype = other.dtype();
+}
 
 Tensor make_tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides, int64_t offset,
                    DType dtype) {

@@ -41,8 +41,9 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;
   std::shared_ptr<autograd::Node> grad_fn;
-  std::shared_ptr<autograd::Node> grad_accumulator;  // leaf only, created lazily
-  std::vector<TensorHook> hooks;                     // leaf only (non-leaf hooks live on grad_fn)
+  // Leaf only, created lazily. Tensor hooks live on this node for a leaf and on
+  // grad_fn for a non-leaf (see Tensor::register_hook).
+  std::shared_ptr<autograd::Node> grad_accumulator;
   bool retains_grad = false;
 };
 
@@ -108,6 +109,9 @@ class Tensor {
   Tensor& copy_(const Tensor& src);  // src broadcasts to this shape
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   Tensor& mul_(double value);
+  // Makes this tensor (and every handle to it) refer to other's data, shape and dtype,
+  // keeping its autograd identity. nn::Module::to() uses it to move parameters.
+  void set_data(const Tensor& other) const;
 
   // ---- autograd -------------------------------------------------------------------
   bool requires_grad() const { return impl().requires_grad; }

@@ -1,10 +1,17 @@
 // Elementwise ops. Each op: forward as a one-line map (ops/map.h), then its backward
 // rule right below, written with Tensor ops (so double backward works).
+//
+// Factors such as sign(x) or "is x inside [min, max]" are piecewise constant, so the
+// backward rules build them with a plain map (no history): their own derivative is zero
+// almost everywhere, which is exactly what double backward needs.
 #include "kiln/ops/elementwise.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "kiln/autograd/node.h"
+#include "kiln/ops/cpu/ternary.h"
 #include "kiln/ops/map.h"
 #include "kiln/ops/reduce.h"
 
@@ -14,6 +21,49 @@ using autograd::Grads;
 using autograd::Saved;
 using ops::map_binary;
 using ops::map_unary;
+
+namespace {
+
+// -1, 0 or 1 in x's dtype.
+Tensor sign_of(const Tensor& x) {
+  return map_unary("sign", x, [](auto v) { return (v > 0) - (v < 0); });
+}
+
+void check_bool(const char* op, const char* what, const Tensor& t) {
+  KILN_CHECK(t.dtype() == b8, op, ": ", what, " must be a bool (b8) tensor, got ", describe(t),
+             "; make one with a comparison such as gt(x, 0.0)");
+}
+
+// out = cond ? a : b over the broadcast shape of all three: the forward of where and
+// masked_fill. Any numeric dtype (selection does no arithmetic).
+Tensor select_by_mask(const char* op, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  ops::check_cpu(op, {cond, a, b});
+  check_bool(op, "the condition", cond);
+  ops::check_same_dtype(op, a, b);
+  const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), op), b.shape(), op);
+  const Shape sc = ops::broadcast_strides(cond, shape, op), sa = ops::broadcast_strides(a, shape, op),
+              sb = ops::broadcast_strides(b, shape, op);
+  Tensor out = empty(shape, {.dtype = a.dtype()});
+  dispatch_numeric(a.dtype(), op, [&]<class T>() {
+    cpu::ternary_loop(out.data<T>(), out.strides().data(), cond.data<uint8_t>(), sc.data(), a.data<T>(), sa.data(),
+                      b.data<T>(), sb.data(), shape, [](uint8_t c, T x, T y) { return c ? x : y; });
+  });
+  return out;
+}
+
+// maximum/minimum route the gradient to the operand they picked; on a tie each gets
+// half, so the two shares always add up to the incoming gradient.
+void record_pick_backward(const char* op, Tensor& out, const Tensor& a, const Tensor& b, bool picks_larger) {
+  autograd::record(op, out, {a, b}, {a, b}, [op, picks_larger](const Tensor& g, const Saved& s) {
+    const Tensor share_a = map_binary(op, s[0], s[1], [picks_larger](auto x, auto y) {
+      return (picks_larger ? x > y : x < y) ? 1.0 : x == y ? 0.5 : 0.0;
+    });
+    return Grads{s.needs_grad(0) ? sum_to(g * share_a, s[0].shape()) : Tensor(),
+                 s.needs_grad(1) ? sum_to(g * (1.0 - share_a), s[1].shape()) : Tensor()};
+  });
+}
+
+}  // namespace
 
 Tensor scalar_like(const Tensor& t, double value, const char* op) {
   KILN_CHECK(t.defined(), op, ": got an undefined tensor");
@@ -64,11 +114,51 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// ---- pow / maximum / minimum ---------------------------------------------------------------
+
+Tensor pow(const Tensor& a, const Tensor& b) {
+  Tensor out = map_binary("pow", a, b, [](auto x, auto y) { return std::pow(x, y); }, /*numeric=*/false);
+  // d/da = b a^(b-1), taken as 0 where b == 0 (a^b is constant 1 there; 0 * 0^-1 would be NaN).
+  // d/db = a^b log a, taken as 0 where a == 0 and b >= 0 (the limit; 0 * log 0 would be NaN).
+  autograd::record("pow", out, {a, b}, {a, b, out}, [](const Tensor& g, const Saved& s) {
+    const Tensor &a = s[0], &b = s[1], &out = s[2];
+    const Tensor zero = scalar_like(g, 0.0, "pow");
+    Tensor ga, gb;
+    if (s.needs_grad(0)) ga = sum_to(where(eq(b, 0.0), zero, g * b * pow(a, b - 1.0)), a.shape());
+    if (s.needs_grad(1)) {
+      const Tensor zero_base = map_binary<uint8_t>("pow", a, b, [](auto x, auto y) { return x == 0 && y >= 0; });
+      gb = sum_to(where(zero_base, zero, g * out * log(a)), b.shape());
+    }
+    return Grads{ga, gb};
+  });
+  return out;
+}
+
+// NaN wins, as in PyTorch (std::max would drop a NaN in its second argument).
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  Tensor out = map_binary("maximum", a, b, [](auto x, auto y) { return x > y || x != x ? x : y; });
+  record_pick_backward("maximum", out, a, b, /*picks_larger=*/true);
+  return out;
+}
+
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  Tensor out = map_binary("minimum", a, b, [](auto x, auto y) { return x < y || x != x ? x : y; });
+  record_pick_backward("minimum", out, a, b, /*picks_larger=*/false);
+  return out;
+}
+
 // ---- unary ------------------------------------------------------------------------------
 
 Tensor neg(const Tensor& x) {
   Tensor out = map_unary("neg", x, [](auto v) { return -v; }, /*numeric=*/true);
   autograd::record("neg", out, {x}, {}, [](const Tensor& g, const Saved&) { return Grads{neg(g)}; });
+  return out;
+}
+
+Tensor abs(const Tensor& x) {
+  Tensor out = map_unary("abs", x, [](auto v) { return std::abs(v); }, /*numeric=*/true);
+  // d|x| = sign(x), with 0 at x = 0 as in PyTorch.
+  autograd::record("abs", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{g * sign_of(s[0])}; });
   return out;
 }
 
@@ -85,6 +175,30 @@ Tensor log(const Tensor& x) {
   return out;
 }
 
+// log(1 + x), accurate for tiny x where 1 + x would round to 1.
+Tensor log1p(const Tensor& x) {
+  Tensor out = map_unary("log1p", x, [](auto v) { return std::log1p(v); });
+  autograd::record("log1p", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{g / (s[0] + 1.0)}; });
+  return out;
+}
+
+Tensor sqrt(const Tensor& x) {
+  Tensor out = map_unary("sqrt", x, [](auto v) { return std::sqrt(v); });
+  // d sqrt(x) = 1 / (2 sqrt(x))
+  autograd::record("sqrt", out, {x}, {out}, [](const Tensor& g, const Saved& s) { return Grads{g / (s[0] * 2.0)}; });
+  return out;
+}
+
+Tensor rsqrt(const Tensor& x) {
+  Tensor out = map_unary("rsqrt", x, [](auto v) { return 1 / std::sqrt(v); });
+  // d x^(-1/2) = -1/2 x^(-3/2) = -1/2 rsqrt(x)^3
+  autograd::record("rsqrt", out, {x}, {out}, [](const Tensor& g, const Saved& s) {
+    const Tensor& r = s[0];
+    return Grads{g * (r * r * r) * -0.5};
+  });
+  return out;
+}
+
 Tensor sin(const Tensor& x) {
   Tensor out = map_unary("sin", x, [](auto v) { return std::sin(v); });
   autograd::record("sin", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{g * cos(s[0])}; });
@@ -94,6 +208,71 @@ Tensor sin(const Tensor& x) {
 Tensor cos(const Tensor& x) {
   Tensor out = map_unary("cos", x, [](auto v) { return std::cos(v); });
   autograd::record("cos", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{neg(g * sin(s[0]))}; });
+  return out;
+}
+
+Tensor pow(const Tensor& x, double exponent) {
+  Tensor out = map_unary("pow", x, [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
+  // d x^p = p x^(p-1); x^0 is the constant 1 (and 0 * 0^-1 would be NaN).
+  autograd::record("pow", out, {x}, {x}, [exponent](const Tensor& g, const Saved& s) {
+    if (exponent == 0) return Grads{zeros_like(s[0])};
+    return Grads{g * (exponent * pow(s[0], exponent - 1))};
+  });
+  return out;
+}
+
+Tensor clamp(const Tensor& x, double min, double max) {
+  KILN_CHECK(!(min > max), "clamp: min ", min, " is greater than max ", max);
+  // std::max/min return their first argument when comparisons fail, so NaN passes through.
+  Tensor out = map_unary("clamp", x, [min, max](auto v) {
+    using T = decltype(v);
+    return std::min(std::max(v, static_cast<T>(min)), static_cast<T>(max));
+  });
+  // The gradient passes where x is inside [min, max] (bounds included, as in PyTorch).
+  autograd::record("clamp", out, {x}, {x}, [min, max](const Tensor& g, const Saved& s) {
+    return Grads{g * map_unary("clamp", s[0], [min, max](auto v) { return v >= min && v <= max; })};
+  });
+  return out;
+}
+
+// ---- comparisons ---------------------------------------------------------------------------
+// bool (b8) masks; they carry no gradient (the output never requires grad).
+
+Tensor eq(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("eq", a, b, std::equal_to<>()); }
+Tensor ne(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("ne", a, b, std::not_equal_to<>()); }
+Tensor lt(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("lt", a, b, std::less<>()); }
+Tensor le(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("le", a, b, std::less_equal<>()); }
+Tensor gt(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("gt", a, b, std::greater<>()); }
+Tensor ge(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("ge", a, b, std::greater_equal<>()); }
+Tensor eq(const Tensor& a, double b) { return eq(a, scalar_like(a, b, "eq")); }
+Tensor ne(const Tensor& a, double b) { return ne(a, scalar_like(a, b, "ne")); }
+Tensor lt(const Tensor& a, double b) { return lt(a, scalar_like(a, b, "lt")); }
+Tensor le(const Tensor& a, double b) { return le(a, scalar_like(a, b, "le")); }
+Tensor gt(const Tensor& a, double b) { return gt(a, scalar_like(a, b, "gt")); }
+Tensor ge(const Tensor& a, double b) { return ge(a, scalar_like(a, b, "ge")); }
+
+// ---- selection ---------------------------------------------------------------------------
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  Tensor out = select_by_mask("where", cond, a, b);
+  // Each branch gets the gradient where it was picked, summed back to its own shape.
+  autograd::record("where", out, {a, b}, {cond}, [sa = a.shape(), sb = b.shape()](const Tensor& g, const Saved& s) {
+    const Tensor zero = scalar_like(g, 0.0, "where");
+    return Grads{s.needs_grad(0) ? sum_to(where(s[0], g, zero), sa) : Tensor(),
+                 s.needs_grad(1) ? sum_to(where(s[0], zero, g), sb) : Tensor()};
+  });
+  return out;
+}
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  ops::check_cpu("masked_fill", {x, mask});
+  check_bool("masked_fill", "the mask", mask);
+  ops::broadcast_strides(mask, x.shape(), "masked_fill");  // the mask fits x; x never grows
+  Tensor out = select_by_mask("masked_fill", mask, scalar_like(x, value, "masked_fill"), x);
+  // Filled positions no longer depend on x.
+  autograd::record("masked_fill", out, {x}, {mask}, [](const Tensor& g, const Saved& s) {
+    return Grads{where(s[0], scalar_like(g, 0.0, "masked_fill"), g)};
+  });
   return out;
 }
 

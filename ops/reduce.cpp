@@ -1,8 +1,29 @@
-// Reductions. Forward kernels work on a contiguous (outer, R, inner) view; backward
-// rules broadcast the gradient back over the reduced dims.
+// Reductions. Each op plans how its kernel reads the input (which dims fold away, and
+// the geometry of the contiguous array the kernel in ops/cpu/reduce.h walks), runs the
+// kernel, and records a backward rule that broadcasts the output gradient back over the
+// reduced dims.
+//
+// Choices where PyTorch leaves room (all tested in tests/test_reduce.cpp):
+// - max/min along a dim send the gradient to the first extremal element (the index
+//   argmax/argmin return); max()/min() over everything split it evenly among ties, as
+//   PyTorch does. NaN counts as the extremum, so it propagates.
+// - var/std throw when `correction` leaves no degrees of freedom (count - correction
+//   <= 0) instead of returning inf/NaN as PyTorch does: such a result is never wanted.
+// - Where a gradient is singular it is 0, never NaN: std and every p-norm where the
+//   result is 0, |x|^(p-1) at x = 0 for p < 1, logsumexp of an all -inf slice (PyTorch
+//   gives NaN for the last).
+// - max/min/argmax/argmin of an empty slice throw (there is no identity); sum gives 0,
+//   logsumexp -inf, norm 0.
+// - sum counts a bool (b8) mask into i64; the other reductions take f32/f64 (and i64 for
+//   max/min/argmax/argmin).
+// - Inputs are read in place when contiguous and their reduced dims form at most two
+//   blocks; other inputs (non-contiguous views, three or more blocks) are copied first.
 #include "kiln/ops/reduce.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
 
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/autograd/node.h"
@@ -11,6 +32,7 @@
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/reduce.h"
 #include "kiln/ops/elementwise.h"
+#include "kiln/ops/map.h"
 
 namespace kiln {
 
@@ -19,72 +41,316 @@ using autograd::Saved;
 
 namespace {
 
-// Sorted, de-duplicated, wrapped reduction dims; empty `dims` means all of them.
-std::vector<bool> reduced_mask(const Tensor& x, const Dims& dims, const char* op) {
-  std::vector<bool> mask(static_cast<size_t>(x.dim()), dims.empty());
-  for (int64_t d : dims) {
-    const int64_t w = wrap_dim(d, x.dim(), op);
-    KILN_CHECK(x.dim() == 0 || !mask[w], op, ": dim ", d, " appears more than once in the reduction dims");
-    if (x.dim() > 0) mask[w] = true;
-  }
-  return mask;
-}
+// ---- planning a reduction -----------------------------------------------------------------
 
-Shape reduced_shape(const Tensor& x, const std::vector<bool>& mask, bool keepdim) {
-  Shape out;
-  for (int64_t d = 0; d < x.dim(); ++d) {
-    if (!mask[d]) out.push_back(x.shape()[d]);
-    else if (keepdim) out.push_back(1);
-  }
-  return out;
-}
+// How a reduction reads its input: which dims it reduces, the shapes of its result, and
+// the order and geometry in which the kernel (ops/cpu/reduce.h) walks the input.
+struct Plan {
+  Shape in_shape;
+  Dims dims;         // the reduced dims, wrapped and in increasing order
+  Shape out_shape;   // the result: reduced dims dropped, or kept as 1 (keepdim)
+  Shape kept_shape;  // reduced dims as 1, so a result broadcasts against the input
+  // The kernel reads x.permute(perm) as one contiguous array (x itself when perm is
+  // empty), and writes the kept dims in that order.
+  std::vector<int64_t> perm;
+  cpu::ReduceGeometry geometry;
 
-// Re-inserts reduced dims as size 1 so a reduced tensor broadcasts against the input.
-Tensor unsqueeze_reduced(const Tensor& t, const std::vector<bool>& mask) {
-  Shape kept;
-  size_t k = 0;
-  for (size_t d = 0; d < mask.size(); ++d) kept.push_back(mask[d] ? 1 : t.shape()[k++]);
-  return t.reshape(kept);
-}
+  int64_t count() const { return geometry.reduced(); }  // elements per output
+};
 
-// Sums the dims in `mask`; result has keepdim = true layout squeezed per `keepdim`.
-Tensor sum_kernel(const Tensor& x, const std::vector<bool>& mask, bool keepdim, const char* op) {
-  ops::check_cpu(op, {x});
-  const Shape out_shape = reduced_shape(x, mask, keepdim);
-  // Find whether the reduced dims form one block [first, last]: then x is already an
-  // (outer, R, inner) array. Otherwise permute kept dims first and copy.
-  int64_t first = -1, last = -1;
-  for (int64_t d = 0; d < x.dim(); ++d)
-    if (mask[d]) {
-      if (first < 0) first = d;
-      last = d;
+// Fits a contiguous tensor of `shape` to the kernels' (outer, Ra, mid, Rb, inner)
+// geometry: read left to right, its dims must form at most the runs kept, reduced,
+// kept, reduced, kept (size-1 dims, which do not affect the layout, join any run).
+// Returns false when they do not.
+bool fit_geometry(const Shape& shape, const std::vector<bool>& reduced, cpu::ReduceGeometry& g) {
+  int64_t* extents[] = {&g.outer, &g.Ra, &g.mid, &g.Rb, &g.inner};
+  int part = 0;  // index into extents: even parts are kept dims, odd parts reduced
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    const bool want_reduced = reduced[d];
+    while ((part % 2 == 1) != want_reduced) {
+      if (++part == 5) return false;
     }
-  Tensor src = x;
-  int64_t outer = 1, R = 1, inner = 1;
-  bool block = true;
-  for (int64_t d = first; d >= 0 && d <= last; ++d) block &= mask[d];
-  if (first < 0) {  // nothing to reduce (0-d input, or no dims)
-    outer = x.numel();
-  } else if (block) {
-    for (int64_t d = 0; d < first; ++d) outer *= x.shape()[d];
-    for (int64_t d = first; d <= last; ++d) R *= x.shape()[d];
-    for (int64_t d = last + 1; d < x.dim(); ++d) inner *= x.shape()[d];
-  } else {
-    std::vector<int64_t> perm;
-    for (int64_t d = 0; d < x.dim(); ++d)
-      if (!mask[d]) perm.push_back(d), outer *= x.shape()[d];
-    for (int64_t d = 0; d < x.dim(); ++d)
-      if (mask[d]) perm.push_back(d), R *= x.shape()[d];
-    NoGradGuard no_grad;
-    src = x.permute(perm);
+    *extents[part] *= shape[d];
   }
+  // One reduced block lands in Ra; move it to Rb, the kernels' row extent.
+  if (part <= 2) std::swap(g.Ra, g.Rb), std::swap(g.mid, g.inner);
+  return true;
+}
+
+// The order of x's dims from outermost to innermost in memory when x is dense in that
+// order (a transposed or permuted view of a contiguous tensor), so the kernel can read
+// it in place; the identity order otherwise (x is contiguous, or will be copied).
+std::vector<int64_t> memory_order(const Tensor& x) {
+  std::vector<int64_t> order(static_cast<size_t>(x.dim()));
+  std::iota(order.begin(), order.end(), 0);
+  if (x.is_contiguous()) return order;
+  std::vector<int64_t> by_stride = order;
+  std::stable_sort(by_stride.begin(), by_stride.end(),
+                   [&](int64_t a, int64_t b) { return x.strides()[a] > x.strides()[b]; });
   NoGradGuard no_grad;
-  src = src.contiguous();
-  Tensor out = empty(out_shape, {.dtype = x.dtype()});
-  dispatch_numeric(x.dtype(), op, [&]<class T>() {
-    cpu::sum_middle(src.data<T>(), out.data<T>(), outer, R, inner);
+  return x.permute(by_stride).is_contiguous() ? by_stride : order;
+}
+
+Plan plan_reduction(const Tensor& x, const Dims& dims, bool keepdim, const char* op) {
+  ops::check_cpu(op, {x});
+  const int64_t n = x.dim();
+  // Empty `dims` means every dim. A 0-d tensor accepts dim 0 / -1 and reduces nothing.
+  std::vector<bool> reduced(static_cast<size_t>(n), dims.empty());
+  std::vector<bool> seen(static_cast<size_t>(std::max<int64_t>(n, 1)), false);
+  for (int64_t d : dims) {
+    const int64_t w = wrap_dim(d, n, op);
+    KILN_CHECK(!seen[w], op, ": dim ", d, " appears more than once in dims ", shape_str(dims), " for ",
+               describe(x));
+    seen[w] = true;
+    if (n > 0) reduced[w] = true;
+  }
+
+  Plan p;
+  p.in_shape = x.shape();
+  for (int64_t d = 0; d < n; ++d) {
+    if (reduced[d]) {
+      p.dims.push_back(d);
+      if (keepdim) p.out_shape.push_back(1);
+      p.kept_shape.push_back(1);
+    } else {
+      p.out_shape.push_back(x.shape()[d]);
+      p.kept_shape.push_back(x.shape()[d]);
+    }
+  }
+
+  const std::vector<int64_t> order = memory_order(x);
+  Shape ordered_shape;
+  std::vector<bool> ordered_reduced;
+  for (int64_t d : order) ordered_shape.push_back(x.shape()[d]), ordered_reduced.push_back(reduced[d]);
+  if (fit_geometry(ordered_shape, ordered_reduced, p.geometry)) {
+    if (!std::is_sorted(order.begin(), order.end())) p.perm = order;
+    return p;
+  }
+  // Three or more separate blocks of reduced dims: permute the kept dims to the front
+  // (a copy), leaving one block of rows.
+  p.geometry = {};
+  for (int64_t d = 0; d < n; ++d)
+    if (!reduced[d]) p.perm.push_back(d), p.geometry.outer *= x.shape()[d];
+  for (int64_t d : p.dims) p.perm.push_back(d), p.geometry.Rb *= x.shape()[d];
+  return p;
+}
+
+// x as the contiguous array the kernels read: x itself when it is contiguous in the
+// plan's order, else a copy. Kernels never record autograd.
+Tensor kernel_input(const Tensor& x, const Plan& plan) {
+  NoGradGuard no_grad;
+  return (plan.perm.empty() ? x : x.permute(plan.perm)).contiguous();
+}
+
+// The shape of kernel_input(): x's shape in the plan's dim order.
+Shape kernel_input_shape(const Plan& plan) {
+  if (plan.perm.empty()) return plan.in_shape;
+  Shape shape;
+  for (int64_t d : plan.perm) shape.push_back(plan.in_shape[d]);
+  return shape;
+}
+
+// A tensor laid out like kernel_input() (x's dims in the plan's order), viewed in x's
+// dim order.
+Tensor from_kernel_layout(const Tensor& t, const Plan& plan) {
+  if (plan.perm.empty()) return t;
+  std::vector<int64_t> inverse(plan.perm.size());
+  for (size_t k = 0; k < plan.perm.size(); ++k) inverse[plan.perm[k]] = static_cast<int64_t>(k);
+  NoGradGuard no_grad;
+  return t.permute(inverse);
+}
+
+// The kept dims of x in the order the kernel writes them: the order it reads them in,
+// which is x's order unless x is read in a permuted memory order.
+std::vector<int64_t> kept_in_kernel_order(const Plan& plan) {
+  std::vector<int64_t> kept;
+  for (size_t k = 0; k < plan.in_shape.size(); ++k) {
+    const int64_t d = plan.perm.empty() ? static_cast<int64_t>(k) : plan.perm[k];
+    if (!std::binary_search(plan.dims.begin(), plan.dims.end(), d)) kept.push_back(d);
+  }
+  return kept;
+}
+
+// An uninitialised kernel output: the kept dims' sizes, in kernel order.
+Tensor kernel_output(const Plan& plan, DType dtype) {
+  Shape shape;
+  for (int64_t d : kept_in_kernel_order(plan)) shape.push_back(plan.in_shape[d]);
+  return empty(shape, {.dtype = dtype});
+}
+
+// A kernel output as the op's result: contiguous, kept dims in x's order, out_shape.
+Tensor result_from_kernel(const Tensor& t, const Plan& plan) {
+  NoGradGuard no_grad;
+  const std::vector<int64_t> kept = kept_in_kernel_order(plan);
+  if (std::is_sorted(kept.begin(), kept.end())) return t.view(plan.out_shape);
+  std::vector<int64_t> to_x_order(kept.size());  // argsort: where each kept dim of x is in t
+  std::iota(to_x_order.begin(), to_x_order.end(), 0);
+  std::sort(to_x_order.begin(), to_x_order.end(), [&](int64_t a, int64_t b) { return kept[a] < kept[b]; });
+  return t.permute(to_x_order).contiguous().view(plan.out_shape);
+}
+
+// Runs `kernel(in, out)` (a lambda templated on the element type) for x's dtype: f32 or
+// f64, and i64 too when kNumeric. The result has x's dtype and the plan's out_shape.
+template <bool kNumeric, class Kernel>
+Tensor run_reduction(const Tensor& x, const Plan& plan, const char* op, Kernel kernel) {
+  const Tensor in = kernel_input(x, plan);
+  Tensor out = kernel_output(plan, x.dtype());
+  auto run = [&]<class T>() { kernel(in.data<T>(), out.data<T>()); };
+  if constexpr (kNumeric) dispatch_numeric(x.dtype(), op, run);
+  else dispatch_floating(x.dtype(), op, run);
+  return result_from_kernel(out, plan);
+}
+
+// Re-inserts the reduced dims as size 1 so a result (or its gradient) broadcasts
+// against the input.
+Tensor unsqueeze_reduced(const Tensor& t, const Plan& plan) {
+  return t.shape() == plan.kept_shape ? t : t.reshape(plan.kept_shape);
+}
+
+// ---- differentiable helpers for backward rules ------------------------------------------------
+// Some gradients below have a singular point where PyTorch picks 0 (a subgradient) rather
+// than NaN. Composing public ops cannot express "0 where b == 0" without NaN leaking
+// through the unselected branch, so these few are small ops of their own, each with its
+// backward, so double backward still works through them.
+
+// -1, 0 or 1. A constant (no history): its derivative is 0 wherever it exists.
+Tensor sign_of(const Tensor& x) {
+  return ops::map_unary("sign", x, [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
+}
+
+// a / b, but 0 where b == 0.
+Tensor div_or_zero(const Tensor& a, const Tensor& b) {
+  Tensor out = ops::map_binary(
+      "div_or_zero", a, b, [](auto x, auto y) { return y == 0 ? decltype(x)(0) : x / y; }, /*numeric=*/false);
+  // d/da = 1/b, d/db = -a/b^2 = -out/b; both 0 where b == 0.
+  autograd::record("div_or_zero", out, {a, b}, {b, out}, [sa = a.shape()](const Tensor& g, const Saved& s) {
+    const Tensor &b = s[0], &out = s[1];
+    return Grads{s.needs_grad(0) ? sum_to(div_or_zero(g, b), sa) : Tensor(),
+                 s.needs_grad(1) ? sum_to(neg(div_or_zero(g * out, b)), b.shape()) : Tensor()};
   });
   return out;
+}
+
+Tensor abs_pow(const Tensor& x, double e);
+
+// sign(x) |x|^e, which is 0 at x = 0 for every e.
+Tensor signed_pow(const Tensor& x, double e) {
+  Tensor out = ops::map_unary("signed_pow", x, [e](auto v) {
+    using T = decltype(v);
+    return v == 0 ? T(0) : static_cast<T>((v > 0 ? 1 : -1) * std::pow(std::abs(v), static_cast<T>(e)));
+  });
+  // d/dx = e |x|^(e-1)
+  autograd::record("signed_pow", out, {x}, {x}, [e](const Tensor& g, const Saved& s) {
+    return Grads{e == 0 ? Tensor() : g * abs_pow(s[0], e - 1) * e};
+  });
+  return out;
+}
+
+// |x|^e
+Tensor abs_pow(const Tensor& x, double e) {
+  Tensor out = ops::map_unary("abs_pow", x, [e](auto v) {
+    using T = decltype(v);
+    return static_cast<T>(std::pow(std::abs(v), static_cast<T>(e)));
+  });
+  // d/dx = e sign(x) |x|^(e-1), taken as 0 at x = 0
+  autograd::record("abs_pow", out, {x}, {x}, [e](const Tensor& g, const Saved& s) {
+    return Grads{e == 0 ? Tensor() : g * signed_pow(s[0], e - 1) * e};
+  });
+  return out;
+}
+
+// exp(x - shift), but 0 where shift == -inf (then every x of the slice is -inf too).
+Tensor exp_shifted(const Tensor& x, const Tensor& shift) {
+  Tensor out = ops::map_binary(
+      "exp_shifted", x, shift,
+      [](auto v, auto m) {
+        using T = decltype(v);
+        return m == -std::numeric_limits<T>::infinity() ? T(0) : std::exp(v - m);
+      },
+      /*numeric=*/false);
+  autograd::record("exp_shifted", out, {x, shift}, {out}, [sx = x.shape(), sm = shift.shape()](const Tensor& g,
+                                                                                             const Saved& s) {
+    const Tensor g_out = g * s[0];
+    return Grads{s.needs_grad(0) ? sum_to(g_out, sx) : Tensor(),
+                 s.needs_grad(1) ? sum_to(neg(g_out), sm) : Tensor()};
+  });
+  return out;
+}
+
+// Constant weights that share a max's (kMax) or min's gradient evenly among the elements
+// equal to it (among the elements of largest |x|, weighted by sign(x), when
+// `magnitude`), in x's shape.
+template <bool kMax>
+Tensor tie_weights(const Tensor& x, const Plan& plan, bool magnitude) {
+  const Tensor in = kernel_input(x, plan);
+  Tensor weights = empty(in.shape(), {.dtype = x.dtype()});
+  dispatch_floating(x.dtype(), "max backward", [&]<class T>() {
+    cpu::tie_weights<kMax>(in.data<T>(), weights.data<T>(), plan.geometry, magnitude);
+  });
+  return from_kernel_layout(weights, plan);
+}
+
+// ---- max / min shared code -----------------------------------------------------------------------
+
+struct Extremum {
+  Tensor values, indices;
+  Tensor kernel_indices;  // indices as the kernel wrote them (see kept_in_kernel_order)
+};
+
+template <bool kMax>
+Extremum extremum_along(const Tensor& x, int64_t dim, const Plan& plan, const char* op) {
+  KILN_CHECK(plan.count() > 0, op, ": cannot reduce dim ", dim, " of ", describe(x), ": it has size 0");
+  const Tensor in = kernel_input(x, plan);
+  Tensor values = kernel_output(plan, x.dtype()), indices = kernel_output(plan, i64);
+  dispatch_numeric(x.dtype(), op, [&]<class T>() {
+    cpu::extremum_reduce<kMax>(in.data<T>(), values.data<T>(), indices.data<int64_t>(), plan.geometry);
+  });
+  return {result_from_kernel(values, plan), result_from_kernel(indices, plan), indices};
+}
+
+// max/min along one dim. Backward: the gradient flows to the element each output was
+// taken from (its index), through a constant one-hot mask.
+template <bool kMax>
+Tensor extremum(const Tensor& x, int64_t dim, bool keepdim, const char* op) {
+  const Plan plan = plan_reduction(x, {dim}, keepdim, op);
+  Extremum r = extremum_along<kMax>(x, dim, plan, op);
+  autograd::record(op, r.values, {x}, {r.kernel_indices}, [plan](const Tensor& g, const Saved& s) {
+    Tensor mask = zeros(kernel_input_shape(plan), {.dtype = g.dtype()});
+    dispatch_floating(g.dtype(), "max backward", [&]<class T>() {
+      cpu::scatter_ones(s[0].data<int64_t>(), mask.data<T>(), plan.geometry);
+    });
+    return Grads{unsqueeze_reduced(g, plan) * from_kernel_layout(mask, plan)};
+  });
+  return r.values;
+}
+
+// max/min of all elements, a 0-d tensor. Backward: split evenly among ties.
+template <bool kMax>
+Tensor extremum(const Tensor& x, const char* op) {
+  const Plan plan = plan_reduction(x, {}, false, op);
+  KILN_CHECK(x.numel() > 0, op, ": cannot reduce ", describe(x), ": it has no elements");
+  Tensor out = run_reduction<true>(x, plan, op, [&]<class T>(const T* in, T* o) {
+    cpu::extremum_reduce<kMax>(in, o, nullptr, plan.geometry);
+  });
+  autograd::record(op, out, {x}, {x}, [plan](const Tensor& g, const Saved& s) {
+    return Grads{g * tie_weights<kMax>(s[0], plan, /*magnitude=*/false)};
+  });
+  return out;
+}
+
+// ---- var / std shared code ---------------------------------------------------------------------
+
+double degrees_of_freedom(const Tensor& x, const Plan& plan, int64_t correction, const char* op) {
+  KILN_CHECK(plan.count() - correction > 0, op, ": correction ", correction,
+             " leaves no degrees of freedom: each output reduces ", plan.count(), " element(s) of ", describe(x),
+             " (need more elements than the correction)");
+  return static_cast<double>(plan.count() - correction);
+}
+
+// d var / dx = 2 (x - mean) / dof, times the incoming gradient (reduced dims as size 1).
+Tensor variance_backward(const Tensor& g_kept, const Tensor& x, const Plan& plan, double dof) {
+  return g_kept * (x - mean(x, plan.dims, /*keepdim=*/true)) * (2.0 / dof);
 }
 
 }  // namespace
@@ -94,11 +360,14 @@ Tensor sum_kernel(const Tensor& x, const std::vector<bool>& mask, bool keepdim, 
 // broadcast back over the reduced dims.
 
 Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
-  const std::vector<bool> mask = reduced_mask(x, dims, "sum");
-  Tensor out = sum_kernel(x, mask, keepdim, "sum");
-  autograd::record("sum", out, {x}, {}, [mask, keepdim, shape = x.shape()](const Tensor& g, const Saved&) {
-    Tensor gk = keepdim ? g : unsqueeze_reduced(g, mask);
-    return Grads{gk.expand(shape)};
+  // A bool mask sums to an i64 count, as in PyTorch (sum(eq(pred, target)) counts hits).
+  if (x.defined() && x.dtype() == b8) return sum(x.to(i64), dims, keepdim);
+  const Plan plan = plan_reduction(x, dims, keepdim, "sum");
+  Tensor out = run_reduction<true>(x, plan, "sum", [&]<class T>(const T* in, T* o) {
+    cpu::sum_reduce(in, o, plan.geometry);
+  });
+  autograd::record("sum", out, {x}, {}, [plan](const Tensor& g, const Saved&) {
+    return Grads{unsqueeze_reduced(g, plan).expand(plan.in_shape)};
   });
   return out;
 }
@@ -106,17 +375,103 @@ Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 
 // ---- mean ----------------------------------------------------------------------------
+// sum / count; the backward comes from sum and mul.
 
 Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) {
   ops::check_floating("mean", x);
-  const std::vector<bool> mask = reduced_mask(x, dims, "mean");
-  int64_t count = 1;
-  for (int64_t d = 0; d < x.dim(); ++d)
-    if (mask[d]) count *= x.shape()[d];
-  return sum(x, dims, keepdim) * (1.0 / static_cast<double>(count));
+  const Plan plan = plan_reduction(x, dims, keepdim, "mean");
+  return sum(x, dims, keepdim) * (1.0 / static_cast<double>(plan.count()));
 }
 
 Tensor mean(const Tensor& x) { return mean(x, {}, false); }
+
+// ---- max / min / argmax / argmin ---------------------------------------------------------
+
+Tensor max(const Tensor& x) { return extremum<true>(x, "max"); }
+Tensor min(const Tensor& x) { return extremum<false>(x, "min"); }
+Tensor max(const Tensor& x, int64_t dim, bool keepdim) { return extremum<true>(x, dim, keepdim, "max"); }
+Tensor min(const Tensor& x, int64_t dim, bool keepdim) { return extremum<false>(x, dim, keepdim, "min"); }
+
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  const Plan plan = plan_reduction(x, {dim}, keepdim, "argmax");
+  return extremum_along<true>(x, dim, plan, "argmax").indices;
+}
+
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
+  const Plan plan = plan_reduction(x, {dim}, keepdim, "argmin");
+  return extremum_along<false>(x, dim, plan, "argmin").indices;
+}
+
+// ---- var / std --------------------------------------------------------------------------------
+
+Tensor var(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) {
+  ops::check_floating("var", x);
+  const Plan plan = plan_reduction(x, dims, keepdim, "var");
+  const double dof = degrees_of_freedom(x, plan, correction, "var");
+  Tensor out = run_reduction<false>(x, plan, "var", [&]<class T>(const T* in, T* o) {
+    cpu::variance_reduce(in, o, plan.geometry, dof, /*take_sqrt=*/false);
+  });
+  autograd::record("var", out, {x}, {x}, [plan, dof](const Tensor& g, const Saved& s) {
+    return Grads{variance_backward(unsqueeze_reduced(g, plan), s[0], plan, dof)};
+  });
+  return out;
+}
+
+// d std = d var / (2 std), taken as 0 where std == 0 (a constant slice), as PyTorch does.
+Tensor std(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) {
+  ops::check_floating("std", x);
+  const Plan plan = plan_reduction(x, dims, keepdim, "std");
+  const double dof = degrees_of_freedom(x, plan, correction, "std");
+  Tensor out = run_reduction<false>(x, plan, "std", [&]<class T>(const T* in, T* o) {
+    cpu::variance_reduce(in, o, plan.geometry, dof, /*take_sqrt=*/true);
+  });
+  autograd::record("std", out, {x}, {x, out}, [plan, dof](const Tensor& g, const Saved& s) {
+    const Tensor g_var = div_or_zero(unsqueeze_reduced(g, plan), unsqueeze_reduced(s[1], plan) * 2.0);
+    return Grads{variance_backward(g_var, s[0], plan, dof)};
+  });
+  return out;
+}
+
+// ---- logsumexp ------------------------------------------------------------------------------
+// d/dx log sum exp(x) = exp(x - logsumexp(x)), the softmax over the reduced dims
+// (0 for a slice that is all -inf, where PyTorch gives NaN).
+
+Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
+  ops::check_floating("logsumexp", x);
+  const Plan plan = plan_reduction(x, dims, keepdim, "logsumexp");
+  Tensor out = run_reduction<false>(x, plan, "logsumexp", [&]<class T>(const T* in, T* o) {
+    cpu::logsumexp_reduce(in, o, plan.geometry);
+  });
+  autograd::record("logsumexp", out, {x}, {x, out}, [plan](const Tensor& g, const Saved& s) {
+    return Grads{unsqueeze_reduced(g, plan) * exp_shifted(s[0], unsqueeze_reduced(s[1], plan))};
+  });
+  return out;
+}
+
+// ---- norm -----------------------------------------------------------------------------------
+// d ||x||_p / dx = sign(x) |x|^(p-1) / ||x||^(p-1), which is, by p:
+//   1:   sign(x) (0 at x = 0)
+//   2:   x / ||x|| (0 when ||x|| = 0: PyTorch's subgradient, not NaN)
+//   inf: sign(x) at the elements where |x| is largest, split evenly among ties
+// For any p the gradient is 0 when ||x|| = 0, and at x = 0 when p < 1.
+
+Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
+  ops::check_floating("norm", x);
+  KILN_CHECK(p > 0, "norm: p must be > 0 (or inf), got ", p);
+  const Plan plan = plan_reduction(x, dims, keepdim, "norm");
+  Tensor out = run_reduction<false>(x, plan, "norm", [&]<class T>(const T* in, T* o) {
+    cpu::norm_reduce(in, o, plan.geometry, p);
+  });
+  autograd::record("norm", out, {x}, {x, out}, [plan, p](const Tensor& g, const Saved& s) {
+    const Tensor& x = s[0];
+    const Tensor g_kept = unsqueeze_reduced(g, plan), norm_kept = unsqueeze_reduced(s[1], plan);
+    if (p == 1) return Grads{g_kept * sign_of(x)};
+    if (p == 2) return Grads{x * div_or_zero(g_kept, norm_kept)};
+    if (std::isinf(p)) return Grads{g_kept * tie_weights</*kMax=*/true>(x, plan, /*magnitude=*/true)};
+    return Grads{signed_pow(x, p - 1) * div_or_zero(g_kept, abs_pow(norm_kept, p - 1))};
+  });
+  return out;
+}
 
 // ---- sum_to --------------------------------------------------------------------------
 

@@ -154,7 +154,11 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
-  if (dim() == 0) return view(shape());
+  if (dim() == 0) {  // PyTorch allows only dims 0 / -1 on a scalar
+    wrap_dim(d0, 0, "transpose");
+    wrap_dim(d1, 0, "transpose");
+    return view(shape());
+  }
   std::vector<int64_t> perm(static_cast<size_t>(dim()));
   std::iota(perm.begin(), perm.end(), 0);
   std::swap(perm[wrap_dim(d0, dim(), "transpose")], perm[wrap_dim(d1, dim(), "transpose")]);
@@ -211,10 +215,10 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   const int64_t w = wrap_dim(d, dim(), "narrow");
   KILN_CHECK(dim() > 0, "narrow: cannot narrow a 0-d tensor");
   const int64_t n = shape()[w];
-  if (start < 0) start += n;
-  KILN_CHECK(start >= 0 && length >= 0 && start + length <= n, "narrow: range [", start, ", ", start + length,
-             ") is out of bounds for dim ", d, " of ", describe(*this));
-  return slice(w, start, start + length);
+  const int64_t first = start < 0 ? start + n : start;
+  KILN_CHECK(first >= 0 && length >= 0 && first + length <= n, "narrow: start ", start, " with length ", length,
+             " is out of bounds for dim ", d, " (size ", n, ") of ", describe(*this));
+  return slice(w, first, first + length);
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
@@ -246,8 +250,8 @@ Tensor Tensor::expand(const Shape& target) const {
       new_shape[i] = have;
       new_strides[i] = strides()[j];
     } else {
-      KILN_CHECK(have == 1, "expand: cannot expand ", describe(*this), " to ", shape_str(target), " (dim ", i,
-                 ": ", have, " -> ", want, "; only size-1 dims expand)");
+      KILN_CHECK(have == 1 && want >= 0, "expand: cannot expand ", describe(*this), " to ", shape_str(target),
+                 " (dim ", i, ": ", have, " -> ", want, "; only size-1 dims expand, to a size >= 0)");
       new_shape[i] = want;
     }
   }

@@ -1,0 +1,94 @@
+# kiln: a thin wrapper over CMake for the everyday chores. CMake is the build; this file
+# only remembers the commands.
+#
+#   make deps       install the missing Debian packages (apt-get; as root or via sudo)
+#   make build      configure (Release, Ninja when present) and build into build/
+#   make test       deps + build + the whole suite through ctest
+#   make demo       deps + build + run the spirals example
+#   make bench      build and run every bench_* program
+#   make clean      remove build/
+#   make deps-copy  copy the header-only deps into .deps/, for an offline (GPU) machine
+#
+# Overridable: BUILD_DIR=build BUILD_TYPE=Release JOBS=<cores> CMAKE_ARGS="-DKILN_CUDA=OFF ..."
+
+BUILD_DIR  ?= build
+BUILD_TYPE ?= Release
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+
+DEBIAN_PACKAGES := build-essential cmake ninja-build libeigen3-dev doctest-dev nlohmann-json3-dev libopenblas-dev
+DEPS_DIR := .deps
+
+# Ninja when installed. The generator is chosen once, at the first configure: CMake
+# refuses to switch generators in an existing build folder.
+GENERATOR := $(if $(shell command -v ninja 2>/dev/null),-G Ninja)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: all deps deps-copy configure build test demo bench clean
+
+all: build
+
+# A package counts as present when dpkg has it installed, or, for the header-only ones,
+# when `make deps-copy` put a copy in .deps/ (a GPU machine without network has no apt).
+deps:
+	@if ! command -v dpkg-query >/dev/null 2>&1; then \
+	  echo "deps: not a Debian system, skipping the package check"; exit 0; \
+	fi; \
+	missing=""; \
+	for pkg in $(DEBIAN_PACKAGES); do \
+	  case $$pkg in \
+	    libeigen3-dev) copy=eigen3 ;; doctest-dev) copy=doctest ;; nlohmann-json3-dev) copy=nlohmann ;; *) copy="" ;; \
+	  esac; \
+	  if [ -n "$$copy" ] && [ -d "$(DEPS_DIR)/$$copy" ]; then continue; fi; \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "deps: installing$$missing"; \
+	if [ -n "$(SUDO)" ] && ! command -v sudo >/dev/null 2>&1; then \
+	  echo "deps: not root and no sudo; install as root: apt-get install$$missing" >&2; exit 1; \
+	fi; \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+# Copies of the header-only dependencies, laid out like their /usr prefix so that the
+# relocatable CMake configs of Eigen and nlohmann-json work from there. doctest's config
+# hard-codes /usr, so only its header is copied (cmake/KilnDependencies.cmake copes).
+deps-copy: deps
+	rm -rf $(DEPS_DIR)/eigen3 $(DEPS_DIR)/doctest $(DEPS_DIR)/nlohmann
+	mkdir -p $(DEPS_DIR)/eigen3/include $(DEPS_DIR)/eigen3/share/eigen3 \
+	         $(DEPS_DIR)/doctest/include \
+	         $(DEPS_DIR)/nlohmann/include $(DEPS_DIR)/nlohmann/share/cmake
+	cp -r /usr/include/eigen3 $(DEPS_DIR)/eigen3/include/
+	cp -r /usr/share/eigen3/cmake $(DEPS_DIR)/eigen3/share/eigen3/
+	cp -r /usr/include/doctest $(DEPS_DIR)/doctest/include/
+	cp -r /usr/include/nlohmann $(DEPS_DIR)/nlohmann/include/
+	cp -r /usr/share/cmake/nlohmann_json $(DEPS_DIR)/nlohmann/share/cmake/
+	@du -sh $(DEPS_DIR)
+
+configure:
+	@if [ -f $(BUILD_DIR)/CMakeCache.txt ]; then \
+	  cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS); \
+	else \
+	  cmake -S . -B $(BUILD_DIR) $(GENERATOR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS); \
+	fi
+
+build: configure
+	cmake --build $(BUILD_DIR) --parallel $(JOBS)
+
+# build runs in a sub-make so that it sees what deps just installed (ninja, for one).
+test: deps
+	$(MAKE) --no-print-directory build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j2
+
+demo: deps
+	$(MAKE) --no-print-directory build
+	$(BUILD_DIR)/examples/spirals/spirals
+
+bench: build
+	@set -e; for program in $(BUILD_DIR)/bench/bench_*; do \
+	  [ -f "$$program" ] && [ -x "$$program" ] || continue; \
+	  echo "== $$program"; "$$program"; \
+	done
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,28 @@
+// Which GPUs kiln can use. This header is the same in every build: in a build without
+// the CUDA backend (KILN_CUDA=OFF, or no toolkit found) is_available() is false and
+// device_count() is 0, so callers and tests can ask without #ifdefs.
+#pragma once
+
+#include <string>
+
+namespace kiln::cuda {
+
+// True when kiln was compiled with the CUDA backend (whether or not a GPU is visible).
+bool is_built();
+
+// True when the backend is built and at least one GPU is visible to this process.
+bool is_available();
+
+// Number of visible GPUs. 0 (never an error) in a CPU-only build and on machines
+// without a driver or a device, so "no GPU" is an answer, not an exception.
+int device_count();
+
+// The device's name as the driver reports it, e.g. "NVIDIA H100 80GB HBM3".
+// Throws kiln::Error when the index is out of range or kiln has no CUDA backend.
+std::string device_name(int index);
+
+// Why is_available() is false ("" when it is true), e.g. "kiln was built without CUDA"
+// or "cudaGetDeviceCount: no CUDA-capable device is detected". For skip messages and logs.
+std::string unavailable_reason();
+
+}  // namespace kiln::cuda

@@ -1,0 +1,274 @@
+// Matrix products: matmul (NumPy semantics), bmm and linear.
+//
+// Forward: each operand's last two dims go to cpu::gemm as they lie in memory. A
+// row-major matrix (strides (k, 1)) or a transposed one (strides (1, m)) is read in
+// place; only other layouts are copied first. Batch dims are broadcast by offsets
+// (a broadcast operand is never materialised), and when the right operand is a plain
+// matrix the left operand's batch dims fold into its rows: one big GEMM instead of
+// many small ones (the nn::Linear case).
+//
+// Backward: dA = dC · B^T and dB = A^T · dC, each summed over the batch dims its
+// operand was broadcast along. They are matmuls of transposed views, so the backward
+// is itself differentiable (double backward).
+#include "kiln/ops/linalg.h"
+
+#include <algorithm>
+#include <optional>
+#include <vector>
+
+#include "kiln/autograd/grad_mode.h"
+#include "kiln/autograd/node.h"
+#include "kiln/core/dispatch.h"
+#include "kiln/core/factory.h"
+#include "kiln/ops/common.h"
+#include "kiln/ops/cpu/gemm.h"
+#include "kiln/ops/cpu/loops.h"
+#include "kiln/ops/reduce.h"
+
+namespace kiln {
+
+using autograd::Grads;
+using autograd::Saved;
+
+namespace {
+
+// ---- argument checks -----------------------------------------------------------------
+
+void check_matmul_args(const char* op, const Tensor& a, const Tensor& b) {
+  ops::check_cpu(op, {a, b});
+  KILN_CHECK(a.dim() >= 1 && b.dim() >= 1, op, ": both arguments need at least 1 dim, got ", describe(a), " and ",
+             describe(b));
+  KILN_CHECK(is_floating(a.dtype()) && is_floating(b.dtype()), op, ": expected floating tensors, got ", describe(a),
+             " and ", describe(b));
+  ops::check_same_dtype(op, a, b);
+  const int64_t ka = a.size(-1), kb = b.size(b.dim() == 1 ? 0 : -2);
+  KILN_CHECK(ka == kb, op, ": shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " are not aligned (",
+             ka, " != ", kb, ")");
+}
+
+// ---- operand layouts -----------------------------------------------------------------
+
+// How cpu::gemm reads one operand's matrix (its last two dims) in place.
+struct GemmOperand {
+  bool transposed;  // stored column-major, i.e. the transpose of a row-major buffer
+  int64_t ld;       // leading dim: elements between stored rows (columns if transposed)
+};
+
+// A (rows x cols) matrix with strides (rs, cs) is row-major when its elements along a
+// row are adjacent (cs == 1) and rows do not overlap (rs >= cols), and column-major in
+// the mirror case. The stride of a size-1 dim is meaningless, so it never disqualifies.
+std::optional<GemmOperand> gemm_operand(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  const int64_t row_len = std::max<int64_t>(cols, 1), col_len = std::max<int64_t>(rows, 1);
+  if ((cs == 1 || cols == 1) && (rows == 1 || rs >= row_len)) return GemmOperand{false, rows == 1 ? row_len : rs};
+  if ((rs == 1 || rows == 1) && (cols == 1 || cs >= col_len)) return GemmOperand{true, cols == 1 ? col_len : cs};
+  return std::nullopt;
+}
+
+std::optional<GemmOperand> gemm_operand(const Tensor& t) {
+  return gemm_operand(t.size(-2), t.size(-1), t.strides()[t.dim() - 2], t.strides()[t.dim() - 1]);
+}
+
+// t itself when the GEMM can read its matrices in place, else a contiguous copy.
+Tensor gemm_readable(const Tensor& t) { return gemm_operand(t) ? t : t.contiguous(); }
+
+// The stride of t's dims [0, end) merged into one dim, when they are laid out as one
+// (each dim's stride is the next one's stride times its size; size-1 dims are skipped).
+std::optional<int64_t> merged_stride(const Tensor& t, int64_t end) {
+  std::optional<int64_t> inner;  // stride of the innermost non-trivial dim so far
+  int64_t span = 1;              // elements that dim and those inside it cover
+  for (int64_t d = end - 1; d >= 0; --d) {
+    const int64_t size = t.shape()[d], stride = t.strides()[d];
+    if (size == 1) continue;
+    if (inner && stride != *inner * span) return std::nullopt;
+    if (!inner) inner = stride;
+    span *= size;
+  }
+  return inner.value_or(1);
+}
+
+// ---- batching --------------------------------------------------------------------------
+
+Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
+
+// NumPy broadcast of the batch dims (all but the last two) of two >= 2-D operands.
+Shape broadcast_batch(const char* op, const Tensor& a2, const Tensor& b2, const Tensor& a, const Tensor& b) {
+  const Shape ba = batch_dims(a2), bb = batch_dims(b2);
+  const size_t n = std::max(ba.size(), bb.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i + ba.size() < n ? 1 : ba[i + ba.size() - n];
+    const int64_t db = i + bb.size() < n ? 1 : bb[i + bb.size() - n];
+    KILN_CHECK(da == db || da == 1 || db == 1, op, ": batch dims of ", shape_str(a.shape()), " and ",
+               shape_str(b.shape()), " cannot be broadcast (", da, " vs ", db, ")");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+// Element offset of each matrix of t in a batch of shape `batch` (t's batch dims
+// broadcast to it: a broadcast dim has stride 0, so its matrices are read repeatedly).
+std::vector<int64_t> batch_offsets(const Tensor& t, const Shape& batch) {
+  Shape full = batch;
+  full.push_back(t.size(-2));
+  full.push_back(t.size(-1));
+  const Shape strides = ops::broadcast_strides(t, full, "matmul");
+  std::vector<int64_t> offsets(static_cast<size_t>(numel_of(batch)));
+  Shape index(batch.size(), 0);
+  int64_t offset = 0;
+  for (int64_t& out : offsets) {
+    out = offset;
+    // Odometer step: bump the last batch index, carrying into earlier ones.
+    for (size_t d = batch.size(); d-- > 0;) {
+      offset += strides[d];
+      if (++index[d] < batch[d]) break;
+      offset -= strides[d] * batch[d];
+      index[d] = 0;
+    }
+  }
+  return offsets;
+}
+
+// ---- forward -------------------------------------------------------------------------
+
+// out (batch..., m, n) = a2 · b2 (+ bias over rows) for >= 2-D operands the GEMM can
+// read in place. out is contiguous; with a bias it already holds the bias rows and the
+// GEMM accumulates onto them (beta = 1).
+template <class T>
+void run_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tensor& out, bool accumulate) {
+  const GemmOperand A = *gemm_operand(a2), B = *gemm_operand(b2);
+  const int64_t m = a2.size(-2), k = a2.size(-1), n = b2.size(-1);
+  const T beta = accumulate ? T(1) : T(0);
+  T* C = out.data<T>();
+  // A plain matrix on the right and row-major rows on the left that continue across
+  // a's batch dims: one (batch * m) x k GEMM.
+  const std::optional<int64_t> row_stride = merged_stride(a2, a2.dim() - 1);
+  if (b2.dim() == 2 && !A.transposed && row_stride) {
+    const int64_t rows = numel_of(batch) * m;
+    if (auto folded = gemm_operand(rows, k, *row_stride, a2.strides().back())) {
+      cpu::gemm<T>(false, B.transposed, rows, n, k, T(1), a2.data<T>(), folded->ld, b2.data<T>(), B.ld, beta, C, n);
+      return;
+    }
+  }
+  const std::vector<int64_t> a_off = batch_offsets(a2, batch), b_off = batch_offsets(b2, batch);
+  std::vector<int64_t> c_off(a_off.size());
+  for (size_t i = 0; i < c_off.size(); ++i) c_off[i] = static_cast<int64_t>(i) * m * n;
+  cpu::gemm_batched<T>(static_cast<int64_t>(c_off.size()), A.transposed, B.transposed, m, n, k, T(1), a2.data<T>(),
+                       A.ld, a_off.data(), b2.data<T>(), B.ld, b_off.data(), beta, C, n, c_off.data());
+}
+
+// a · b with NumPy semantics, plus an optional bias (n) added to every row; no
+// autograd (the public ops record their own node). Arguments are already checked.
+Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Tensor& bias = {}) {
+  NoGradGuard no_grad;  // the helper views below are internal
+  // A 1-D a is a row (1, k), a 1-D b a column (k, 1); the added dim leaves the result.
+  const Tensor a2 = gemm_readable(a.dim() == 1 ? a.unsqueeze(0) : a);
+  const Tensor b2 = gemm_readable(b.dim() == 1 ? b.unsqueeze(1) : b);
+  const Shape batch = broadcast_batch(op, a2, b2, a, b);
+  const int64_t m = a2.size(-2), n = b2.size(-1);
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = empty(out_shape, {.dtype = a.dtype()});
+  dispatch_floating(a.dtype(), op, [&]<class T>() {
+    if (bias.defined()) {  // out starts as the bias repeated on every row
+      const Shape bias_strides = ops::broadcast_strides(bias, out_shape, op);
+      cpu::unary_loop(out.data<T>(), out.strides().data(), bias.data<T>(), bias_strides.data(), out_shape,
+                      [](T v) { return v; });
+    }
+    run_gemms<T>(a2, b2, batch, out, bias.defined());
+  });
+  Shape result = batch;
+  if (a.dim() > 1) result.push_back(m);
+  if (b.dim() > 1) result.push_back(n);
+  return result == out_shape ? out : out.view(result);
+}
+
+// ---- backward ------------------------------------------------------------------------
+
+// dA = dC · B^T and dB = A^T · dC on the operands promoted to >= 2-D, each summed over
+// the batch dims its operand was broadcast along and reshaped back (dropping the
+// promoted dim). Shared by matmul and bmm; s holds {a, b}.
+Grads matmul_backward(const Tensor& grad, const Saved& s) {
+  const Tensor &a = s[0], &b = s[1];
+  const Tensor a2 = a.dim() == 1 ? a.unsqueeze(0) : a;
+  const Tensor b2 = b.dim() == 1 ? b.unsqueeze(1) : b;
+  Tensor g2 = grad;  // grad with the promoted dims put back: (batch..., m, n)
+  if (b.dim() == 1) g2 = g2.unsqueeze(-1);
+  if (a.dim() == 1) g2 = g2.unsqueeze(-2);
+  Tensor ga, gb;
+  if (s.needs_grad(0)) ga = sum_to(matmul(g2, b2.transpose(-1, -2)), a2.shape()).reshape(a.shape());
+  if (s.needs_grad(1)) {
+    if (b2.dim() == 2 && a2.dim() > 2) {
+      // b was shared by the whole batch: fold the batch into rows, one GEMM
+      // (k x batch*m)·(batch*m x n), instead of a batch of products summed afterwards.
+      const Tensor a_rows = a2.reshape({-1, a2.size(-1)}), g_rows = g2.reshape({-1, g2.size(-1)});
+      gb = matmul(a_rows.t(), g_rows).reshape(b.shape());
+    } else {
+      gb = sum_to(matmul(a2.transpose(-1, -2), g2), b2.shape()).reshape(b.shape());
+    }
+  }
+  return {ga, gb};
+}
+
+}  // namespace
+
+// ---- matmul --------------------------------------------------------------------------
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_matmul_args("matmul", a, b);
+  Tensor out = matmul_forward("matmul", a, b);
+  autograd::record("matmul", out, {a, b}, {a, b}, matmul_backward);
+  return out;
+}
+
+// ---- bmm -------------------------------------------------------------------------------
+
+Tensor bmm(const Tensor& a, const Tensor& b) {
+  ops::check_cpu("bmm", {a, b});
+  KILN_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-D tensors, got ", describe(a), " and ", describe(b));
+  KILN_CHECK(a.size(0) == b.size(0), "bmm: batch sizes differ (", describe(a), " and ", describe(b), ")");
+  check_matmul_args("bmm", a, b);
+  Tensor out = matmul_forward("bmm", a, b);
+  autograd::record("bmm", out, {a, b}, {a, b}, matmul_backward);
+  return out;
+}
+
+// ---- linear ------------------------------------------------------------------------------
+// y = x · W^T + b. The bias is added by the GEMM itself (beta = 1 onto bias rows), and
+// W^T is a transposed view of W: no copy of the weight, no extra pass over y.
+// Backward: dx = dy · W, dW = dy^T · x over all rows at once, db = dy summed over rows.
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  ops::check_cpu("linear", {x, weight});
+  KILN_CHECK(x.dim() >= 1, "linear: input must have at least 1 dim, got ", describe(x));
+  KILN_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got ", describe(weight));
+  KILN_CHECK(is_floating(x.dtype()) && is_floating(weight.dtype()), "linear: expected floating tensors, got ",
+             describe(x), " and ", describe(weight));
+  ops::check_same_dtype("linear", x, weight);
+  KILN_CHECK(x.size(-1) == weight.size(1), "linear: input ", shape_str(x.shape()), " and weight ",
+             shape_str(weight.shape()), " are not aligned (", x.size(-1), " != ", weight.size(1), ")");
+  if (bias.defined()) {
+    ops::check_cpu("linear", {bias});
+    ops::check_same_dtype("linear", x, bias);
+    KILN_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias must have shape [",
+               weight.size(0), "] to match weight ", shape_str(weight.shape()), ", got ", describe(bias));
+  }
+  Tensor w_t;
+  {
+    NoGradGuard no_grad;
+    w_t = weight.t();
+  }
+  Tensor out = matmul_forward("linear", x, w_t, bias);
+  autograd::record("linear", out, {x, weight, bias}, {x, weight}, [](const Tensor& g, const Saved& s) {
+    const Tensor &x = s[0], &w = s[1];
+    const int64_t in = w.size(1), out_features = w.size(0);
+    Tensor gx, gw, gb;
+    if (s.needs_grad(0)) gx = matmul(g, w);
+    if (s.needs_grad(1)) gw = matmul(g.reshape({-1, out_features}).t(), x.reshape({-1, in}));
+    if (s.needs_grad(2)) gb = sum_to(g, {out_features});
+    return Grads{gx, gw, gb};
+  });
+  return out;
+}
+
+}  // namespace kiln
