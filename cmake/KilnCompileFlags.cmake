@@ -9,7 +9,10 @@ function(kiln_apply_compile_flags target)
     $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU,Clang>>:-Wall -Wextra -Wno-unused-parameter
       # Options structs are filled with designated initializers that name only what differs
       # from the defaults ({.requires_grad = true}); that is the API, not a mistake.
-      -Wno-missing-field-initializers>
+      -Wno-missing-field-initializers
+      # kiln never reads errno; without this GCC cannot vectorise loops calling std::sqrt
+      # (the fused Adam update, for one).
+      -fno-math-errno>
     # nvcc forwards host-compiler warnings only when asked to.
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall>)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)

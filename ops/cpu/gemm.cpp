@@ -1,11 +1,24 @@
-// GEMM through Eigen's product on Maps over our buffers (see gemm.h).
+// GEMM in OpenBLAS, loaded at run time, or in Eigen through Maps over our buffers
+// (see gemm.h).
 //
-// Everything in kiln that multiplies matrices ends in gemm() below, so moving to
-// another GEMM library is a change to that one function's body: with a CBLAS it is
-// cblas_sgemm/cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, ...)
-// with the same arguments. (A build defining EIGEN_USE_BLAS already routes Eigen's
-// products to the BLAS it links, with no change here.)
+// Everything in kiln that multiplies matrices ends in gemm_with() below. Threading is
+// kiln's in both libraries: OpenBLAS runs single-threaded (blas_loader sets it so),
+// and a large GEMM outside a parallel region is cut into one panel per OpenMP thread,
+// each panel one OpenBLAS call. OpenBLAS's own thread pool is never used, because
+// its threads and OpenMP's take turns badly: after each of kiln's parallel loops the
+// OpenMP threads spin for a while waiting for more work (OMP_WAIT_POLICY's default),
+// on the very cores OpenBLAS's threads then need. Measured on 2 cores, a GEMM then a
+// softmax, alternating: OpenBLAS's pool lost up to half its speed and fell behind
+// Eigen; panels on OpenMP threads kept their full speed (numbers in bench/gemm.cpp).
 #include "kiln/ops/cpu/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "kiln/core/error.h"
+#include "kiln/ops/cpu/blas_loader.h"
 
 // GCC 12 reports false "may be used uninitialized" warnings inside its own AVX-512
 // intrinsics when Eigen's GEMM kernels are inlined (GCC bug 105593); silence only those.
@@ -17,6 +30,42 @@
 namespace kiln::cpu {
 
 namespace {
+
+// One GEMM's arguments, as in gemm.h: C = alpha * op(A) * op(B) + beta * C.
+template <class T>
+struct Product {
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  T alpha;
+  const T* a;
+  int64_t lda;
+  const T* b;
+  int64_t ldb;
+  T beta;
+  T* c;
+  int64_t ldc;
+
+  double work() const { return static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k); }
+
+  // Rows [begin, end) of C: the same rows of op(A), all of op(B).
+  Product rows(int64_t begin, int64_t end) const {
+    Product p = *this;
+    p.m = end - begin;
+    p.a = trans_a ? a + begin : a + begin * lda;
+    p.c = c + begin * ldc;
+    return p;
+  }
+  // Columns [begin, end) of C: all of op(A), the same columns of op(B).
+  Product cols(int64_t begin, int64_t end) const {
+    Product p = *this;
+    p.n = end - begin;
+    p.b = trans_b ? b + begin * ldb : b + begin;
+    p.c = c + begin;
+    return p;
+  }
+};
+
+// ---- Eigen ------------------------------------------------------------------------------
 
 // Dynamic-size matrices over our buffers: no alignment promised, rows (or columns)
 // `OuterStride` elements apart.
@@ -47,20 +96,103 @@ void product_into(RowMajorMatrixMap<T>& c, T alpha, const MapA& a, const MapB& b
   }
 }
 
+// Eigen parallelises a large product over the OpenMP threads by itself, and keeps it on
+// the calling thread inside a parallel region.
+template <class T>
+void eigen_gemm(const Product<T>& p) {
+  RowMajorMatrixMap<T> c(p.c, p.m, p.n, Eigen::OuterStride<>(p.ldc));
+  // Each (trans_a, trans_b) pair is its own Eigen expression type: pick A's, then B's.
+  auto with_a = [&](const auto& a) {
+    if (p.trans_b) product_into(c, p.alpha, a, map_operand<Eigen::ColMajor>(p.b, p.k, p.n, p.ldb), p.beta);
+    else product_into(c, p.alpha, a, map_operand<Eigen::RowMajor>(p.b, p.k, p.n, p.ldb), p.beta);
+  };
+  if (p.trans_a) with_a(map_operand<Eigen::ColMajor>(p.a, p.m, p.k, p.lda));
+  else with_a(map_operand<Eigen::RowMajor>(p.a, p.m, p.k, p.lda));
+}
+
+// ---- OpenBLAS ---------------------------------------------------------------------------
+
+// CBLAS takes int sizes and insists on leading dims of at least the stored row length
+// (it reports anything else as an error and computes nothing); Eigen takes any.
+template <class T>
+bool blas_accepts(const Product<T>& p) {
+  constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+  const int64_t a_row = p.trans_a ? p.m : p.k, b_row = p.trans_b ? p.k : p.n;
+  for (int64_t v : {p.m, p.n, p.k, p.lda, p.ldb, p.ldc})
+    if (v > kMaxInt) return false;
+  return p.lda >= std::max<int64_t>(a_row, 1) && p.ldb >= std::max<int64_t>(b_row, 1) &&
+         p.ldc >= std::max<int64_t>(p.n, 1);
+}
+
+int blas_trans(bool t) { return t ? blas::kTrans : blas::kNoTrans; }
+
+void blas_call(const blas::Library& lib, const Product<float>& p) {
+  lib.sgemm(blas::kRowMajor, blas_trans(p.trans_a), blas_trans(p.trans_b), static_cast<int>(p.m),
+            static_cast<int>(p.n), static_cast<int>(p.k), p.alpha, p.a, static_cast<int>(p.lda), p.b,
+            static_cast<int>(p.ldb), p.beta, p.c, static_cast<int>(p.ldc));
+}
+
+void blas_call(const blas::Library& lib, const Product<double>& p) {
+  lib.dgemm(blas::kRowMajor, blas_trans(p.trans_a), blas_trans(p.trans_b), static_cast<int>(p.m),
+            static_cast<int>(p.n), static_cast<int>(p.k), p.alpha, p.a, static_cast<int>(p.lda), p.b,
+            static_cast<int>(p.ldb), p.beta, p.c, static_cast<int>(p.ldc));
+}
+
+// Below this many multiply-adds a GEMM stays on one thread: handing half of it to a
+// second thread costs more than that half. Measured on 2 AVX-512 cores: TODO.
+constexpr double kMinSplitWork = 96.0 * 96.0 * 96.0;
+// Panels start on multiples of this many rows (columns), so that each thread's
+// OpenBLAS call gets whole register tiles of C.
+constexpr int64_t kPanelAlign = 16;
+
+// [begin, end) of panel `i` when `extent` rows (or columns) are cut into `count`
+// panels of nearly equal, kPanelAlign-aligned length; the last ones may be empty.
+std::pair<int64_t, int64_t> panel(int i, int count, int64_t extent) {
+  const int64_t per = (extent + count - 1) / count;
+  const int64_t len = (per + kPanelAlign - 1) / kPanelAlign * kPanelAlign;
+  return {std::min(extent, i * len), std::min(extent, (i + 1) * len)};
+}
+
+// One OpenBLAS call, or one per OpenMP thread on panels of C. C is cut along its
+// longer side, so that every panel stays wide enough for OpenBLAS's blocking (and
+// each thread re-reads only the shorter operand in full).
+template <class T>
+void openblas_gemm(const blas::Library& lib, const Product<T>& p) {
+  const bool split = !omp_in_parallel() && omp_get_max_threads() > 1 && p.work() >= kMinSplitWork;
+  if (!split) {
+    blas_call(lib, p);
+    return;
+  }
+  const bool by_rows = p.m >= p.n;
+#pragma omp parallel
+  {
+    const auto [begin, end] = panel(omp_get_thread_num(), omp_get_num_threads(), by_rows ? p.m : p.n);
+    if (begin < end) blas_call(lib, by_rows ? p.rows(begin, end) : p.cols(begin, end));
+  }
+}
+
+// Below this many multiply-adds gemm() leaves a product to Eigen. Measured: TODO.
+constexpr double kMinBlasWork = 0.0;
+
 }  // namespace
+
+template <class T>
+void gemm_with(GemmLibrary library, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
+               const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const Product<T> p{trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc};
+  const blas::Library* openblas = library == GemmLibrary::eigen ? nullptr : blas::openblas();
+  KILN_CHECK(openblas || library != GemmLibrary::openblas, "gemm: OpenBLAS was asked for but is not loaded: ",
+             gemm_backend());
+  const bool wanted = library == GemmLibrary::openblas || (k > 0 && p.work() >= kMinBlasWork);
+  if (openblas && wanted && blas_accepts(p)) openblas_gemm(*openblas, p);
+  else eigen_gemm(p);
+}
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  RowMajorMatrixMap<T> c(C, m, n, Eigen::OuterStride<>(ldc));
-  // Each (trans_a, trans_b) pair is its own Eigen expression type: pick A's, then B's.
-  auto with_a = [&](const auto& a) {
-    if (trans_b) product_into(c, alpha, a, map_operand<Eigen::ColMajor>(B, k, n, ldb), beta);
-    else product_into(c, alpha, a, map_operand<Eigen::RowMajor>(B, k, n, ldb), beta);
-  };
-  if (trans_a) with_a(map_operand<Eigen::ColMajor>(A, m, k, lda));
-  else with_a(map_operand<Eigen::RowMajor>(A, m, k, lda));
+  gemm_with(GemmLibrary::automatic, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 namespace {
@@ -89,8 +221,8 @@ void gemm_batched(int64_t batch, bool trans_a, bool trans_b, int64_t m, int64_t 
   const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   const bool across_batch = batch > 1 && work < kSmallGemmWork && work * static_cast<double>(batch) >= kMinParallelWork;
   if (across_batch) {
-    // Inside this region omp_get_num_threads() > 1, so Eigen keeps each GEMM on the
-    // thread that runs it: no nested teams, no oversubscription.
+    // Inside this region each GEMM stays on the thread that runs it (omp_in_parallel()
+    // for OpenBLAS, omp_get_num_threads() > 1 for Eigen): no nested teams.
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < batch; ++i) one(i);
   } else {
@@ -98,15 +230,15 @@ void gemm_batched(int64_t batch, bool trans_a, bool trans_b, int64_t m, int64_t 
   }
 }
 
-template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                          int64_t, float, float*, int64_t);
-template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t);
-template void gemm_batched<float>(int64_t, bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                                  const int64_t*, const float*, int64_t, const int64_t*, float, float*, int64_t,
-                                  const int64_t*);
-template void gemm_batched<double>(int64_t, bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                                   const int64_t*, const double*, int64_t, const int64_t*, double, double*,
-                                   int64_t, const int64_t*);
+#define KILN_INSTANTIATE_GEMM(T)                                                                                 \
+  template void gemm_with<T>(GemmLibrary, bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, \
+                             int64_t, T, T*, int64_t);                                                           \
+  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,   \
+                        int64_t);                                                                                \
+  template void gemm_batched<T>(int64_t, bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t,            \
+                                const int64_t*, const T*, int64_t, const int64_t*, T, T*, int64_t, const int64_t*);
+KILN_INSTANTIATE_GEMM(float)
+KILN_INSTANTIATE_GEMM(double)
+#undef KILN_INSTANTIATE_GEMM
 
 }  // namespace kiln::cpu

@@ -8,13 +8,25 @@
 // are the distances, in elements, between consecutive stored rows. C must not overlap
 // A or B. With beta == 0, C is write-only (its old contents, even NaN, are ignored).
 //
-// The product itself runs in Eigen (Map over these buffers, no copies), which
-// parallelises a large GEMM over the OpenMP threads by itself.
+// The product runs in OpenBLAS when ops/cpu/blas_loader found it (see there; kiln
+// does not link it), else in Eigen (Map over these buffers, no copies). Either way a
+// GEMM called outside a parallel region uses all OpenMP threads, and one called
+// inside a parallel region stays on the calling thread.
 #pragma once
 
 #include <cstdint>
 
 namespace kiln::cpu {
+
+// The library a GEMM runs in. gemm() chooses (`automatic`): OpenBLAS when it is
+// loaded and can take the arguments (int-sized dims, leading dims BLAS accepts),
+// Eigen otherwise. Naming one is for tests and benchmarks; asking for OpenBLAS when
+// it is not loaded throws kiln::Error, and arguments BLAS cannot take still go to Eigen.
+enum class GemmLibrary { automatic, eigen, openblas };
+
+template <class T>
+void gemm_with(GemmLibrary library, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
+               const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
@@ -26,7 +38,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 // each entry must write its own region of C.
 //
 // Threads go where they pay: small GEMMs run one per thread across the batch; large
-// ones run one after another, each parallelised inside Eigen. The two never nest.
+// ones run one after another, each parallelised inside the GEMM. The two never nest.
 template <class T>
 void gemm_batched(int64_t batch, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
                   const T* A, int64_t lda, const int64_t* a_offsets, const T* B, int64_t ldb,
