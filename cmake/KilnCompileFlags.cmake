@@ -19,7 +19,9 @@ function(kiln_apply_compile_flags target)
     # g++ 12 with AVX-512 miscompiles constant lists like {c, c, c, 0} into {c, c, c, c}
     # in its straight-line (SLP) vectoriser; tests/test_elementwise.cpp caught it. Loop
     # vectorisation, which our kernels rely on, is unaffected.
-    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-tree-slp-vectorize>)
+    # It also mis-passes by-value structs of constants (an options struct arrived with the
+    # wrong padding) through dead-store elimination; -fno-dse avoids that.
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-tree-slp-vectorize -fno-dse>)
   endif()
   if(KILN_NATIVE)
     # Host C++ only: CUDA device code is targeted by CMAKE_CUDA_ARCHITECTURES instead.

@@ -1,15 +1,20 @@
 // GEMM in OpenBLAS, loaded at run time, or in Eigen through Maps over our buffers
-// (see gemm.h).
+// (see gemm.h and blas_loader.h).
 //
 // Everything in kiln that multiplies matrices ends in gemm_with() below. Threading is
-// kiln's in both libraries: OpenBLAS runs single-threaded (blas_loader sets it so),
-// and a large GEMM outside a parallel region is cut into one panel per OpenMP thread,
-// each panel one OpenBLAS call. OpenBLAS's own thread pool is never used, because
-// its threads and OpenMP's take turns badly: after each of kiln's parallel loops the
-// OpenMP threads spin for a while waiting for more work (OMP_WAIT_POLICY's default),
-// on the very cores OpenBLAS's threads then need. Measured on 2 cores, a GEMM then a
-// softmax, alternating: OpenBLAS's pool lost up to half its speed and fell behind
-// Eigen; panels on OpenMP threads kept their full speed (numbers in bench/gemm.cpp).
+// kiln's with either library. OpenBLAS runs single-threaded (blas_loader sees to it):
+// a large GEMM outside a parallel region is cut into one panel of C per OpenMP
+// thread, each panel one OpenBLAS call, and a GEMM inside a parallel region (conv's
+// images, attention's blocks, gemm_batched's batch) is one call on its thread.
+// OpenBLAS's own thread pool is never used, for two reasons measured on 2 AVX-512
+// cores (OpenBLAS 0.3.21, Cooperlake kernels):
+//  - its threads and OpenMP's take turns badly: after each of kiln's parallel loops
+//    the OpenMP threads spin a while waiting for more work (OMP_WAIT_POLICY's
+//    default) on the very cores the pool then needs (bench/gemm.cpp's softmax part);
+//  - panels are as fast from 160^3 up, and faster below, where the pool often keeps
+//    to one thread: at 128^3 12 us against 18 us, at 96^3 4.9 us against 7.2 us.
+// One single-threaded OpenBLAS call per OpenMP thread also beats Eigen there: batches
+// of 32^3 to 256x256x64 GEMMs, one per thread, ran 1.2-2.8x faster.
 #include "kiln/ops/cpu/gemm.h"
 
 #include <omp.h>
@@ -138,19 +143,21 @@ void blas_call(const blas::Library& lib, const Product<double>& p) {
             static_cast<int>(p.ldb), p.beta, p.c, static_cast<int>(p.ldc));
 }
 
-// Below this many multiply-adds a GEMM stays on one thread: handing half of it to a
-// second thread costs more than that half. Measured on 2 AVX-512 cores: TODO.
-constexpr double kMinSplitWork = 96.0 * 96.0 * 96.0;
+// Below this many multiply-adds a GEMM stays on one thread: waking a second thread
+// costs about what it saves. On 2 threads, panels against one call: 48^3 1.1 us vs
+// 1.0 us, 64^3 even (1.6-2.8 us), 96^3 4.9-6.3 us vs 7.2-9.7 us.
+constexpr double kMinSplitWork = 64.0 * 64.0 * 64.0;
 // Panels start on multiples of this many rows (columns), so that each thread's
 // OpenBLAS call gets whole register tiles of C.
 constexpr int64_t kPanelAlign = 16;
 
-// [begin, end) of panel `i` when `extent` rows (or columns) are cut into `count`
-// panels of nearly equal, kPanelAlign-aligned length; the last ones may be empty.
-std::pair<int64_t, int64_t> panel(int i, int count, int64_t extent) {
-  const int64_t per = (extent + count - 1) / count;
-  const int64_t len = (per + kPanelAlign - 1) / kPanelAlign * kPanelAlign;
-  return {std::min(extent, i * len), std::min(extent, (i + 1) * len)};
+// Where panel `i` of `count` begins when `extent` rows (or columns) are shared out:
+// the multiple of kPanelAlign nearest an even split (panel `count` begins at the end).
+// Panels differ by at most kPanelAlign; on a tiny extent some may be empty.
+int64_t panel_start(int i, int count, int64_t extent) {
+  if (i >= count) return extent;
+  const int64_t even = extent * i / count;
+  return std::min(extent, (even + kPanelAlign / 2) / kPanelAlign * kPanelAlign);
 }
 
 // One OpenBLAS call, or one per OpenMP thread on panels of C. C is cut along its
@@ -166,13 +173,17 @@ void openblas_gemm(const blas::Library& lib, const Product<T>& p) {
   const bool by_rows = p.m >= p.n;
 #pragma omp parallel
   {
-    const auto [begin, end] = panel(omp_get_thread_num(), omp_get_num_threads(), by_rows ? p.m : p.n);
+    const int i = omp_get_thread_num(), count = omp_get_num_threads();
+    const int64_t extent = by_rows ? p.m : p.n;
+    const int64_t begin = panel_start(i, count, extent), end = panel_start(i + 1, count, extent);
     if (begin < end) blas_call(lib, by_rows ? p.rows(begin, end) : p.cols(begin, end));
   }
 }
 
-// Below this many multiply-adds gemm() leaves a product to Eigen. Measured: TODO.
-constexpr double kMinBlasWork = 0.0;
+// Below this many multiply-adds gemm() leaves a product to Eigen, whose inlined
+// product has no call to make: at 4^3 Eigen took 40-50 ns against OpenBLAS's 40-100,
+// at 8^3 they were even, at 12^3 OpenBLAS took 60-140 ns against Eigen's 180-250.
+constexpr double kMinBlasWork = 8.0 * 8.0 * 8.0;
 
 }  // namespace
 
