@@ -60,4 +60,5 @@
 #include "kiln/nn/pooling.h"
 #include "kiln/nn/sequential.h"
 #include "kiln/nn/serialize.h"
+#include "kiln/nn/train/trainer.h"
 #include "kiln/nn/transformer.h"
