@@ -7,6 +7,7 @@
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/autograd/node.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/elementwise.h"
 
 namespace kiln {
@@ -15,6 +16,12 @@ namespace {
 
 using autograd::Node;
 using NodePtr = std::shared_ptr<Node>;
+
+// A node reached along several edges gets the sum of their gradients.
+Tensor sum_incoming(const Tensor& so_far, const Tensor& more) {
+  profiler::Scope profile("(sum of incoming grads)", profiler::Pass::backward);
+  return so_far + more;
+}
 
 struct LaterFirst {  // max-heap on creation order: a node runs after all nodes created after it
   bool operator()(const NodePtr& a, const NodePtr& b) const { return a->sequence_nr() < b->sequence_nr(); }
@@ -107,7 +114,9 @@ std::vector<Tensor> run(const std::vector<Tensor>& outputs, const std::vector<Te
       const bool is_leaf_sink = dynamic_cast<autograd::AccumulateGrad*>(node.get()) != nullptr;
       if (!is_leaf_sink || accumulate) {
         autograd::BackwardScope scope(node.get());
+        profiler::Scope profile(node->name(), profiler::Pass::backward);
         input_grads = node->apply(grad);
+        if (profiler::enabled()) profile.add_bytes(profiler::bytes_of(input_grads));
       }
       if (AnomalyMode::is_enabled())
         for (size_t i = 0; i < input_grads.size(); ++i)
@@ -119,7 +128,7 @@ std::vector<Tensor> run(const std::vector<Tensor>& outputs, const std::vector<Te
       if (!next) continue;
       if (i < input_grads.size() && input_grads[i].defined()) {
         Tensor& buf = buffers[next];
-        buf = buf.defined() ? buf + input_grads[i] : input_grads[i];
+        buf = buf.defined() ? sum_incoming(buf, input_grads[i]) : input_grads[i];
       }
       if (--dependencies[next] == 0) ready.push(node->next[i]);
     }

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "kiln/autograd/node.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/map.h"
 
@@ -75,6 +76,7 @@ Tensor gelu_derivative_tanh(const Tensor& x) {
 // ---- relu ---------------------------------------------------------------------------------
 
 Tensor relu(const Tensor& x) {
+  KILN_PROFILE_SCOPE("relu", x);
   Tensor out = map_unary("relu", x, [](auto v) { return v < 0 ? decltype(v)(0) : v; });  // NaN stays NaN
   // The gradient passes where the output is positive (0 at x = 0, as in PyTorch).
   autograd::record("relu", out, {x}, {out}, [](const Tensor& g, const Saved& s) {
@@ -86,6 +88,7 @@ Tensor relu(const Tensor& x) {
 // ---- sigmoid / tanh -------------------------------------------------------------------------
 
 Tensor sigmoid(const Tensor& x) {
+  KILN_PROFILE_SCOPE("sigmoid", x);
   // 1 / (1 + e^-x) is stable as written: for x << 0, e^-x overflows to inf and the result
   // is 0, the right limit (it is e^x / (1 + e^x) that breaks, as inf/inf = NaN). It is
   // also branch-free, which matters: a sign test per element costs 4x on random data.
@@ -99,6 +102,7 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
+  KILN_PROFILE_SCOPE("tanh", x);
   Tensor out = map_unary("tanh", x, [](auto v) { return std::tanh(v); });
   // tanh' = 1 - y^2
   autograd::record("tanh", out, {x}, {out}, [](const Tensor& g, const Saved& s) {
@@ -111,6 +115,7 @@ Tensor tanh(const Tensor& x) {
 // ---- gelu -------------------------------------------------------------------------------------
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
+  KILN_PROFILE_SCOPE("gelu", x);
   KILN_CHECK(approximate == "none" || approximate == "tanh", "gelu: approximate must be \"none\" or \"tanh\", got \"",
              approximate, "\"");
   const bool use_tanh = approximate == "tanh";
@@ -131,6 +136,7 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
 // ---- silu / softplus ----------------------------------------------------------------------------
 
 Tensor silu(const Tensor& x) {
+  KILN_PROFILE_SCOPE("silu", x);
   // x sigmoid(x); for very negative x, e^-x = inf and x / inf = -0, the right limit.
   Tensor out = map_unary("silu", x, [](auto v) { return v / (1 + std::exp(-v)); });
   // silu' = s + x s (1 - s) = s (1 + x (1 - s)), with s = sigmoid(x)
@@ -143,6 +149,7 @@ Tensor silu(const Tensor& x) {
 }
 
 Tensor softplus(const Tensor& x, double beta, double threshold) {
+  KILN_PROFILE_SCOPE("softplus", x);
   KILN_CHECK(beta > 0, "softplus: beta must be positive, got ", beta);
   // log(1 + e^z) / beta with z = beta x, computed as max(z, 0) + log1p(e^-|z|) so it never
   // overflows. Above the threshold it is x itself, as in PyTorch (for the default 20 the

@@ -22,6 +22,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/core/random.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/attention.h"
@@ -242,6 +243,7 @@ Grads attention_backward_composite(const Tensor& g, const Saved& s, const Attent
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const AttentionOptions& options) {
+  KILN_PROFILE_SCOPE(kOp, q, k, v);
   AttentionCall call = check_attention_args(q, k, v, options);
   const Tensor& mask = options.mask;
   if (options.training && options.dropout_p > 0) {

@@ -25,6 +25,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/conv.h"
 #include "kiln/ops/reduce.h"
@@ -203,6 +204,7 @@ Tensor conv_weight_grad(const Tensor& x, const Tensor& dy, const ConvPlan& plan)
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
+  KILN_PROFILE_SCOPE("conv2d", x, weight, bias);
   const ConvSettings settings{.spatial_dims = 2,
                               .stride = options.stride,
                               .padding = options.padding,
@@ -212,6 +214,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 }
 
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv1dOptions& options) {
+  KILN_PROFILE_SCOPE("conv1d", x, weight, bias);
   const ConvSettings settings{.spatial_dims = 1,
                               .stride = {1, options.stride},
                               .padding = {0, options.padding},

@@ -7,6 +7,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/core/random.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/dropout.h"
@@ -19,6 +20,7 @@ using autograd::Saved;
 
 // p == 1 drops everything: the output and the gradient are all zeros.
 Tensor dropout(const Tensor& x, double p, bool training) {
+  KILN_PROFILE_SCOPE("dropout", x);
   const char* op = "dropout";
   ops::check_cpu(op, {x});
   ops::check_floating(op, x);

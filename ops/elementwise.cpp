@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "kiln/autograd/node.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/cpu/ternary.h"
 #include "kiln/ops/map.h"
 #include "kiln/ops/reduce.h"
@@ -77,6 +78,7 @@ Tensor scalar_like(const Tensor& t, double value, const char* op) {
 // The gradient of a broadcast operand is summed back to its own shape (sum_to).
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("add", a, b);
   Tensor out = map_binary("add", a, b, [](auto x, auto y) { return x + y; });
   autograd::record("add", out, {a, b}, {}, [sa = a.shape(), sb = b.shape()](const Tensor& g, const Saved& s) {
     return Grads{s.needs_grad(0) ? sum_to(g, sa) : Tensor(), s.needs_grad(1) ? sum_to(g, sb) : Tensor()};
@@ -85,6 +87,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("sub", a, b);
   Tensor out = map_binary("sub", a, b, [](auto x, auto y) { return x - y; });
   autograd::record("sub", out, {a, b}, {}, [sa = a.shape(), sb = b.shape()](const Tensor& g, const Saved& s) {
     return Grads{s.needs_grad(0) ? sum_to(g, sa) : Tensor(), s.needs_grad(1) ? sum_to(neg(g), sb) : Tensor()};
@@ -95,6 +98,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 // ---- mul / div ---------------------------------------------------------------------------
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("mul", a, b);
   Tensor out = map_binary("mul", a, b, [](auto x, auto y) { return x * y; });
   autograd::record("mul", out, {a, b}, {a, b}, [](const Tensor& g, const Saved& s) {
     return Grads{s.needs_grad(0) ? sum_to(g * s[1], s[0].shape()) : Tensor(),
@@ -104,6 +108,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("div", a, b);
   Tensor out = map_binary("div", a, b, [](auto x, auto y) { return x / y; });
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
   autograd::record("div", out, {a, b}, {a, b}, [](const Tensor& g, const Saved& s) {
@@ -117,6 +122,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 // ---- pow / maximum / minimum ---------------------------------------------------------------
 
 Tensor pow(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("pow", a, b);
   Tensor out = map_binary("pow", a, b, [](auto x, auto y) { return std::pow(x, y); }, /*numeric=*/false);
   // d/da = b a^(b-1), taken as 0 where b == 0 (a^b is constant 1 there; 0 * 0^-1 would be NaN).
   // d/db = a^b log a, taken as 0 where a == 0 and b >= 0 (the limit; 0 * log 0 would be NaN).
@@ -136,12 +142,14 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 // NaN wins, as in PyTorch (std::max would drop a NaN in its second argument).
 Tensor maximum(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("maximum", a, b);
   Tensor out = map_binary("maximum", a, b, [](auto x, auto y) { return x > y || x != x ? x : y; });
   record_pick_backward("maximum", out, a, b, /*picks_larger=*/true);
   return out;
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("minimum", a, b);
   Tensor out = map_binary("minimum", a, b, [](auto x, auto y) { return x < y || x != x ? x : y; });
   record_pick_backward("minimum", out, a, b, /*picks_larger=*/false);
   return out;
@@ -150,12 +158,14 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 // ---- unary ------------------------------------------------------------------------------
 
 Tensor neg(const Tensor& x) {
+  KILN_PROFILE_SCOPE("neg", x);
   Tensor out = map_unary("neg", x, [](auto v) { return -v; }, /*numeric=*/true);
   autograd::record("neg", out, {x}, {}, [](const Tensor& g, const Saved&) { return Grads{neg(g)}; });
   return out;
 }
 
 Tensor abs(const Tensor& x) {
+  KILN_PROFILE_SCOPE("abs", x);
   Tensor out = map_unary("abs", x, [](auto v) { return std::abs(v); }, /*numeric=*/true);
   // d|x| = sign(x), with 0 at x = 0 as in PyTorch.
   autograd::record("abs", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{g * sign_of(s[0])}; });
@@ -163,6 +173,7 @@ Tensor abs(const Tensor& x) {
 }
 
 Tensor exp(const Tensor& x) {
+  KILN_PROFILE_SCOPE("exp", x);
   Tensor out = map_unary("exp", x, [](auto v) { return std::exp(v); });
   // d exp(x) = exp(x): reuse the output rather than recomputing it.
   autograd::record("exp", out, {x}, {out}, [](const Tensor& g, const Saved& s) { return Grads{g * s[0]}; });
@@ -170,6 +181,7 @@ Tensor exp(const Tensor& x) {
 }
 
 Tensor log(const Tensor& x) {
+  KILN_PROFILE_SCOPE("log", x);
   Tensor out = map_unary("log", x, [](auto v) { return std::log(v); });
   autograd::record("log", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{g / s[0]}; });
   return out;
@@ -177,12 +189,14 @@ Tensor log(const Tensor& x) {
 
 // log(1 + x), accurate for tiny x where 1 + x would round to 1.
 Tensor log1p(const Tensor& x) {
+  KILN_PROFILE_SCOPE("log1p", x);
   Tensor out = map_unary("log1p", x, [](auto v) { return std::log1p(v); });
   autograd::record("log1p", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{g / (s[0] + 1.0)}; });
   return out;
 }
 
 Tensor sqrt(const Tensor& x) {
+  KILN_PROFILE_SCOPE("sqrt", x);
   Tensor out = map_unary("sqrt", x, [](auto v) { return std::sqrt(v); });
   // d sqrt(x) = 1 / (2 sqrt(x))
   autograd::record("sqrt", out, {x}, {out}, [](const Tensor& g, const Saved& s) { return Grads{g / (s[0] * 2.0)}; });
@@ -190,6 +204,7 @@ Tensor sqrt(const Tensor& x) {
 }
 
 Tensor rsqrt(const Tensor& x) {
+  KILN_PROFILE_SCOPE("rsqrt", x);
   Tensor out = map_unary("rsqrt", x, [](auto v) { return 1 / std::sqrt(v); });
   // d x^(-1/2) = -1/2 x^(-3/2) = -1/2 rsqrt(x)^3
   autograd::record("rsqrt", out, {x}, {out}, [](const Tensor& g, const Saved& s) {
@@ -200,18 +215,21 @@ Tensor rsqrt(const Tensor& x) {
 }
 
 Tensor sin(const Tensor& x) {
+  KILN_PROFILE_SCOPE("sin", x);
   Tensor out = map_unary("sin", x, [](auto v) { return std::sin(v); });
   autograd::record("sin", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{g * cos(s[0])}; });
   return out;
 }
 
 Tensor cos(const Tensor& x) {
+  KILN_PROFILE_SCOPE("cos", x);
   Tensor out = map_unary("cos", x, [](auto v) { return std::cos(v); });
   autograd::record("cos", out, {x}, {x}, [](const Tensor& g, const Saved& s) { return Grads{neg(g * sin(s[0]))}; });
   return out;
 }
 
 Tensor pow(const Tensor& x, double exponent) {
+  KILN_PROFILE_SCOPE("pow", x);
   Tensor out = map_unary("pow", x, [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
   // d x^p = p x^(p-1); x^0 is the constant 1 (and 0 * 0^-1 would be NaN).
   autograd::record("pow", out, {x}, {x}, [exponent](const Tensor& g, const Saved& s) {
@@ -222,6 +240,7 @@ Tensor pow(const Tensor& x, double exponent) {
 }
 
 Tensor clamp(const Tensor& x, double min, double max) {
+  KILN_PROFILE_SCOPE("clamp", x);
   KILN_CHECK(!(min > max), "clamp: min ", min, " is greater than max ", max);
   // std::max/min return their first argument when comparisons fail, so NaN passes through.
   Tensor out = map_unary("clamp", x, [min, max](auto v) {
@@ -238,12 +257,30 @@ Tensor clamp(const Tensor& x, double min, double max) {
 // ---- comparisons ---------------------------------------------------------------------------
 // bool (b8) masks; they carry no gradient (the output never requires grad).
 
-Tensor eq(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("eq", a, b, std::equal_to<>()); }
-Tensor ne(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("ne", a, b, std::not_equal_to<>()); }
-Tensor lt(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("lt", a, b, std::less<>()); }
-Tensor le(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("le", a, b, std::less_equal<>()); }
-Tensor gt(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("gt", a, b, std::greater<>()); }
-Tensor ge(const Tensor& a, const Tensor& b) { return map_binary<uint8_t>("ge", a, b, std::greater_equal<>()); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("eq", a, b);
+  return map_binary<uint8_t>("eq", a, b, std::equal_to<>());
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("ne", a, b);
+  return map_binary<uint8_t>("ne", a, b, std::not_equal_to<>());
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("lt", a, b);
+  return map_binary<uint8_t>("lt", a, b, std::less<>());
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("le", a, b);
+  return map_binary<uint8_t>("le", a, b, std::less_equal<>());
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("gt", a, b);
+  return map_binary<uint8_t>("gt", a, b, std::greater<>());
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("ge", a, b);
+  return map_binary<uint8_t>("ge", a, b, std::greater_equal<>());
+}
 Tensor eq(const Tensor& a, double b) { return eq(a, scalar_like(a, b, "eq")); }
 Tensor ne(const Tensor& a, double b) { return ne(a, scalar_like(a, b, "ne")); }
 Tensor lt(const Tensor& a, double b) { return lt(a, scalar_like(a, b, "lt")); }
@@ -254,6 +291,7 @@ Tensor ge(const Tensor& a, double b) { return ge(a, scalar_like(a, b, "ge")); }
 // ---- selection ---------------------------------------------------------------------------
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("where", cond, a, b);
   Tensor out = select_by_mask("where", cond, a, b);
   // Each branch gets the gradient where it was picked, summed back to its own shape.
   autograd::record("where", out, {a, b}, {cond}, [sa = a.shape(), sb = b.shape()](const Tensor& g, const Saved& s) {
@@ -265,6 +303,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  KILN_PROFILE_SCOPE("masked_fill", x, mask);
   ops::check_cpu("masked_fill", {x, mask});
   check_bool("masked_fill", "the mask", mask);
   ops::broadcast_strides(mask, x.shape(), "masked_fill");  // the mask fits x; x never grows

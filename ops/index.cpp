@@ -14,6 +14,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/index.h"
 #include "kiln/ops/elementwise.h"
@@ -189,6 +190,7 @@ Tensor padding_keep_mask(const Tensor& index, int64_t padding_idx, DType dtype) 
 // ---- public ops ---------------------------------------------------------------------------
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  KILN_PROFILE_SCOPE("index_select", index);
   ops::check_cpu("index_select", {x, index});
   check_index_dtype("index_select", index, "index");
   KILN_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", describe(index));
@@ -203,6 +205,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 // into a zero weight gradient (index_add: deterministic, repeated tokens accumulate); rows
 // looked up at padding_idx are masked out first, so that row's gradient stays zero.
 Tensor embedding(const Tensor& indices, const Tensor& weight, int64_t padding_idx) {
+  KILN_PROFILE_SCOPE("embedding", indices);
   ops::check_cpu("embedding", {indices, weight});
   check_index_dtype("embedding", indices, "indices");
   KILN_CHECK(weight.dim() == 2, "embedding: weight must be 2-D (num_embeddings, embedding_dim), got ",
@@ -226,6 +229,7 @@ Tensor embedding(const Tensor& indices, const Tensor& weight, int64_t padding_id
 }
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  KILN_PROFILE_SCOPE("gather", index);
   ops::check_cpu("gather", {x, index});
   check_index_dtype("gather", index, "index");
   KILN_CHECK(x.dim() > 0, "gather: cannot index a zero-dimensional tensor ", describe(x));
@@ -237,6 +241,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
+  KILN_PROFILE_SCOPE("scatter_add", x, index, src);
   ops::check_cpu("scatter_add", {x, index, src});
   check_index_dtype("scatter_add", index, "index");
   ops::check_same_dtype("scatter_add", x, src);

@@ -6,6 +6,7 @@
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/cast.h"
 #include "kiln/ops/cpu/loops.h"
@@ -25,6 +26,7 @@ void check_inplace(const char* op, const Tensor& t) {
 }  // namespace
 
 Tensor& Tensor::fill_(double value) {
+  KILN_PROFILE_SCOPE("fill_", *this);
   check_inplace("fill_", *this);
   dispatch_all(dtype(), "fill_", [&]<class T>() {
     const T v = cpu::cast_element<T>(value);
@@ -38,6 +40,7 @@ Tensor& Tensor::fill_(double value) {
 Tensor& Tensor::zero_() { return fill_(0.0); }
 
 Tensor& Tensor::copy_(const Tensor& src) {
+  KILN_PROFILE_SCOPE("copy_", src);
   check_inplace("copy_", *this);
   ops::check_cpu("copy_", {src});
   const Shape src_strides = ops::broadcast_strides(src, shape(), "copy_");
@@ -52,6 +55,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  KILN_PROFILE_SCOPE("add_", other);
   check_inplace("add_", *this);
   ops::check_cpu("add_", {other});
   ops::check_same_dtype("add_", *this, other);
@@ -67,6 +71,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 }
 
 Tensor& Tensor::mul_(double value) {
+  KILN_PROFILE_SCOPE("mul_", *this);
   check_inplace("mul_", *this);
   dispatch_numeric(dtype(), "mul_", [&]<class T>() {
     const T v = static_cast<T>(value);

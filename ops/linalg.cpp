@@ -20,6 +20,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/gemm.h"
 #include "kiln/ops/cpu/loops.h"
@@ -215,6 +216,7 @@ Grads matmul_backward(const Tensor& grad, const Saved& s) {
 // ---- matmul --------------------------------------------------------------------------
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("matmul", a, b);
   check_matmul_args("matmul", a, b);
   Tensor out = matmul_forward("matmul", a, b);
   autograd::record("matmul", out, {a, b}, {a, b}, matmul_backward);
@@ -224,6 +226,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 // ---- bmm -------------------------------------------------------------------------------
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  KILN_PROFILE_SCOPE("bmm", a, b);
   ops::check_cpu("bmm", {a, b});
   KILN_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-D tensors, got ", describe(a), " and ", describe(b));
   KILN_CHECK(a.size(0) == b.size(0), "bmm: batch sizes differ (", describe(a), " and ", describe(b), ")");
@@ -239,6 +242,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 // Backward: dx = dy · W, dW = dy^T · x over all rows at once, db = dy summed over rows.
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  KILN_PROFILE_SCOPE("linear", x, weight, bias);
   ops::check_cpu("linear", {x, weight});
   KILN_CHECK(x.dim() >= 1, "linear: input must have at least 1 dim, got ", describe(x));
   KILN_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got ", describe(weight));

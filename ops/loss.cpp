@@ -7,6 +7,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/cross_entropy.h"
 #include "kiln/ops/elementwise.h"
@@ -136,6 +137,7 @@ struct CrossEntropyBackward {
 // ---- cross_entropy ---------------------------------------------------------------------
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& opts) {
+  KILN_PROFILE_SCOPE("cross_entropy", logits, target);
   const char* op = "cross_entropy";
   check_class_targets(op, logits, target);
   KILN_CHECK(opts.label_smoothing >= 0 && opts.label_smoothing <= 1, op, ": label_smoothing must be in [0, 1], got ",
@@ -172,6 +174,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
 // pick = -onehot(target) (0 at ignored positions), so autograd derives the backward.
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index, const std::string& reduction) {
+  KILN_PROFILE_SCOPE("nll_loss", log_probs, target);
   const char* op = "nll_loss";
   check_class_targets(op, log_probs, target);
   const Reduction r = parse_reduction(op, reduction);
@@ -183,6 +186,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_in
 // ---- mse_loss --------------------------------------------------------------------------
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
+  KILN_PROFILE_SCOPE("mse_loss", input, target);
   const char* op = "mse_loss";
   ops::check_cpu(op, {input, target});
   ops::check_floating(op, input);

@@ -13,6 +13,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/layer_norm.h"
 #include "kiln/ops/cpu/softmax.h"
@@ -78,6 +79,7 @@ Tensor backward_along_dim(const char* op, const Tensor& y, const Tensor& g, int6
 // Backward, from the output y: dx = y * (g - sum(g * y)) along dim.
 
 Tensor softmax(const Tensor& x, int64_t dim) {
+  KILN_PROFILE_SCOPE("softmax", x);
   dim = softmax_dim("softmax", x, dim);
   Tensor y = forward_along_dim("softmax", x, dim, [](auto... args) { cpu::softmax_forward(args...); });
   autograd::record("softmax", y, {x}, {y}, [dim](const Tensor& g, const Saved& s) {
@@ -92,6 +94,7 @@ Tensor softmax(const Tensor& x, int64_t dim) {
 // Backward, from the output y = log p: dx = g - exp(y) * sum(g) along dim.
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
+  KILN_PROFILE_SCOPE("log_softmax", x);
   dim = softmax_dim("log_softmax", x, dim);
   Tensor y = forward_along_dim("log_softmax", x, dim, [](auto... args) { cpu::log_softmax_forward(args...); });
   autograd::record("log_softmax", y, {x}, {y}, [dim](const Tensor& g, const Saved& s) {
@@ -170,6 +173,7 @@ Grads layer_norm_backward_composite(const Tensor& g, const Saved& s, const Shape
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  KILN_PROFILE_SCOPE("layer_norm", x, weight, bias);
   check_layer_norm_args(x, normalized_shape, weight, bias);
   const int64_t n = numel_of(normalized_shape);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;

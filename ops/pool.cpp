@@ -19,6 +19,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/pool.h"
 
@@ -215,6 +216,7 @@ Tensor adaptive_avg_pool(const char* op, const Tensor& x, int spatial, Size2 out
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, Size2 kernel_size, const MaxPool2dOptions& o) {
+  KILN_PROFILE_SCOPE("max_pool2d", x);
   return max_pool("max_pool2d", x,
                   {.spatial_dims = 2,
                    .kernel = kernel_size,
@@ -225,6 +227,7 @@ Tensor max_pool2d(const Tensor& x, Size2 kernel_size, const MaxPool2dOptions& o)
 }
 
 Tensor max_pool1d(const Tensor& x, int64_t kernel_size, const MaxPool1dOptions& o) {
+  KILN_PROFILE_SCOPE("max_pool1d", x);
   return max_pool("max_pool1d", x,
                   {.spatial_dims = 1,
                    .kernel = {1, kernel_size},
@@ -235,6 +238,7 @@ Tensor max_pool1d(const Tensor& x, int64_t kernel_size, const MaxPool1dOptions& 
 }
 
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, const AvgPool2dOptions& o) {
+  KILN_PROFILE_SCOPE("avg_pool2d", x);
   return avg_pool("avg_pool2d", x,
                   {.spatial_dims = 2,
                    .kernel = kernel_size,
@@ -246,6 +250,7 @@ Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, const AvgPool2dOptions& o)
 }
 
 Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, const AvgPool1dOptions& o) {
+  KILN_PROFILE_SCOPE("avg_pool1d", x);
   return avg_pool("avg_pool1d", x,
                   {.spatial_dims = 1,
                    .kernel = {1, kernel_size},
@@ -257,10 +262,12 @@ Tensor avg_pool1d(const Tensor& x, int64_t kernel_size, const AvgPool1dOptions& 
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size) {
+  KILN_PROFILE_SCOPE("adaptive_avg_pool2d", x);
   return adaptive_avg_pool("adaptive_avg_pool2d", x, 2, output_size);
 }
 
 Tensor adaptive_avg_pool1d(const Tensor& x, int64_t output_size) {
+  KILN_PROFILE_SCOPE("adaptive_avg_pool1d", x);
   return adaptive_avg_pool("adaptive_avg_pool1d", x, 1, {1, output_size});
 }
 

@@ -29,6 +29,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/reduce.h"
 #include "kiln/ops/elementwise.h"
@@ -313,6 +314,7 @@ Extremum extremum_along(const Tensor& x, int64_t dim, const Plan& plan, const ch
 // taken from (its index), through a constant one-hot mask.
 template <bool kMax>
 Tensor extremum(const Tensor& x, int64_t dim, bool keepdim, const char* op) {
+  KILN_PROFILE_SCOPE(op, x);
   const Plan plan = plan_reduction(x, {dim}, keepdim, op);
   Extremum r = extremum_along<kMax>(x, dim, plan, op);
   autograd::record(op, r.values, {x}, {r.kernel_indices}, [plan](const Tensor& g, const Saved& s) {
@@ -328,6 +330,7 @@ Tensor extremum(const Tensor& x, int64_t dim, bool keepdim, const char* op) {
 // max/min of all elements, a 0-d tensor. Backward: split evenly among ties.
 template <bool kMax>
 Tensor extremum(const Tensor& x, const char* op) {
+  KILN_PROFILE_SCOPE(op, x);
   const Plan plan = plan_reduction(x, {}, false, op);
   KILN_CHECK(x.numel() > 0, op, ": cannot reduce ", describe(x), ": it has no elements");
   Tensor out = run_reduction<true>(x, plan, op, [&]<class T>(const T* in, T* o) {
@@ -362,6 +365,7 @@ Tensor variance_backward(const Tensor& g_kept, const Tensor& x, const Plan& plan
 Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
   // A bool mask sums to an i64 count, as in PyTorch (sum(eq(pred, target)) counts hits).
   if (x.defined() && x.dtype() == b8) return sum(x.to(i64), dims, keepdim);
+  KILN_PROFILE_SCOPE("sum", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "sum");
   Tensor out = run_reduction<true>(x, plan, "sum", [&]<class T>(const T* in, T* o) {
     cpu::sum_reduce(in, o, plan.geometry);
@@ -378,6 +382,7 @@ Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 // sum / count; the backward comes from sum and mul.
 
 Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) {
+  KILN_PROFILE_SCOPE("mean", x);
   ops::check_floating("mean", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "mean");
   return sum(x, dims, keepdim) * (1.0 / static_cast<double>(plan.count()));
@@ -393,11 +398,13 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) { return extremum<true>(x
 Tensor min(const Tensor& x, int64_t dim, bool keepdim) { return extremum<false>(x, dim, keepdim, "min"); }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  KILN_PROFILE_SCOPE("argmax", x);
   const Plan plan = plan_reduction(x, {dim}, keepdim, "argmax");
   return extremum_along<true>(x, dim, plan, "argmax").indices;
 }
 
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
+  KILN_PROFILE_SCOPE("argmin", x);
   const Plan plan = plan_reduction(x, {dim}, keepdim, "argmin");
   return extremum_along<false>(x, dim, plan, "argmin").indices;
 }
@@ -405,6 +412,7 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
 // ---- var / std --------------------------------------------------------------------------------
 
 Tensor var(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) {
+  KILN_PROFILE_SCOPE("var", x);
   ops::check_floating("var", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "var");
   const double dof = degrees_of_freedom(x, plan, correction, "var");
@@ -419,6 +427,7 @@ Tensor var(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) 
 
 // d std = d var / (2 std), taken as 0 where std == 0 (a constant slice), as PyTorch does.
 Tensor std(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) {
+  KILN_PROFILE_SCOPE("std", x);
   ops::check_floating("std", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "std");
   const double dof = degrees_of_freedom(x, plan, correction, "std");
@@ -437,6 +446,7 @@ Tensor std(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) 
 // (0 for a slice that is all -inf, where PyTorch gives NaN).
 
 Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
+  KILN_PROFILE_SCOPE("logsumexp", x);
   ops::check_floating("logsumexp", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "logsumexp");
   Tensor out = run_reduction<false>(x, plan, "logsumexp", [&]<class T>(const T* in, T* o) {
@@ -456,6 +466,7 @@ Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
 // For any p the gradient is 0 when ||x|| = 0, and at x = 0 when p < 1.
 
 Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
+  KILN_PROFILE_SCOPE("norm", x);
   ops::check_floating("norm", x);
   KILN_CHECK(p > 0, "norm: p must be > 0 (or inf), got ", p);
   const Plan plan = plan_reduction(x, dims, keepdim, "norm");
@@ -476,6 +487,7 @@ Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
 // ---- sum_to --------------------------------------------------------------------------
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
+  KILN_PROFILE_SCOPE("sum_to", x);
   if (x.shape() == shape) return x;
   const int64_t lead = x.dim() - static_cast<int64_t>(shape.size());
   KILN_CHECK(lead >= 0, "sum_to: cannot sum ", shape_str(x.shape()), " down to ", shape_str(shape));

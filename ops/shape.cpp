@@ -9,6 +9,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/shape.h"
 
@@ -63,6 +64,7 @@ void check_joinable(const char* op, const std::vector<Tensor>& tensors, int64_t 
 // Backward: input i's gradient is the slice of the output gradient it was copied to.
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  KILN_PROFILE_SCOPE("cat", tensors);
   KILN_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
   ops::check_cpu("cat", {tensors[0]});
   KILN_CHECK(tensors[0].dim() > 0, "cat: cannot concatenate zero-dimensional tensors (tensor 0 is ",
@@ -109,6 +111,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 // gradient back to the original shapes.
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  KILN_PROFILE_SCOPE("stack", tensors);
   KILN_CHECK(!tensors.empty(), "stack: expected a non-empty list of tensors");
   check_joinable("stack", tensors, /*except=*/-1);
   const int64_t d = wrap_dim(dim, tensors[0].dim() + 1, "stack");
@@ -123,6 +126,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 // piece's gradient into its place.
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
+  KILN_PROFILE_SCOPE("split");
   ops::check_cpu("split", {x});
   KILN_CHECK(x.dim() > 0, "split: cannot split a zero-dimensional tensor");
   const int64_t d = wrap_dim(dim, x.dim(), "split");
@@ -158,6 +162,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
 }
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
+  KILN_PROFILE_SCOPE("chunk");
   ops::check_cpu("chunk", {x});
   KILN_CHECK(chunks > 0, "chunk: number of chunks must be positive, got ", chunks);
   KILN_CHECK(x.dim() > 0, "chunk: cannot chunk a zero-dimensional tensor");
@@ -177,6 +182,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
 // itself differentiable.
 
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
+  KILN_PROFILE_SCOPE("pad", x);
   ops::check_cpu("pad", {x});
   KILN_CHECK(pads.size() % 2 == 0, "pad: pads must come in (low, high) pairs, got ", pads.size(), " values");
   const int64_t padded_dims = static_cast<int64_t>(pads.size()) / 2;

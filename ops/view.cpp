@@ -8,6 +8,7 @@
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/cast.h"
 #include "kiln/ops/cpu/loops.h"
@@ -81,6 +82,7 @@ std::optional<Shape> view_strides(const Shape& shape, const Shape& strides, cons
 // ---- view / reshape -----------------------------------------------------------------
 
 Tensor Tensor::view(const Shape& shape_in) const {
+  KILN_PROFILE_SCOPE("view");
   const Shape new_shape = infer_shape(shape_in, numel(), "view");
   auto st = view_strides(shape(), strides(), new_shape);
   KILN_CHECK(st.has_value(), "view: cannot view ", describe(*this), " as ", shape_str(new_shape),
@@ -135,6 +137,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 // ---- transpose / permute --------------------------------------------------------------
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
+  KILN_PROFILE_SCOPE("permute");
   KILN_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute: got ", dims.size(), " dims for ",
              describe(*this));
   Shape new_shape(dims.size()), new_strides(dims.size());
@@ -191,6 +194,7 @@ Tensor slice_backward(const Tensor& g, const Shape& in_shape, int64_t dim, int64
 }  // namespace
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  KILN_PROFILE_SCOPE("slice");
   const int64_t w = wrap_dim(d, dim(), "slice");
   KILN_CHECK(dim() > 0, "slice: cannot slice a 0-d tensor");
   KILN_CHECK(step > 0, "slice: step must be positive, got ", step);
@@ -234,6 +238,7 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
 // ---- expand ------------------------------------------------------------------------------
 
 Tensor Tensor::expand(const Shape& target) const {
+  KILN_PROFILE_SCOPE("expand");
   const int64_t n = static_cast<int64_t>(target.size());
   KILN_CHECK(n >= dim(), "expand: target ", shape_str(target), " has fewer dims than ", describe(*this));
   Shape new_shape(target.size()), new_strides(target.size(), 0);
@@ -284,6 +289,7 @@ Tensor copy_as(const Tensor& src, DType dtype) {
 }  // namespace
 
 Tensor Tensor::clone() const {
+  KILN_PROFILE_SCOPE("clone", *this);
   Tensor out = copy_as(*this, dtype());
   autograd::record("clone", out, {*this}, {}, [](const Tensor& g, const Saved&) { return Grads{g}; });
   return out;
@@ -291,6 +297,7 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
+  KILN_PROFILE_SCOPE("contiguous", *this);
   Tensor out = copy_as(*this, dtype());
   autograd::record("contiguous", out, {*this}, {}, [](const Tensor& g, const Saved&) { return Grads{g}; });
   return out;
@@ -298,6 +305,7 @@ Tensor Tensor::contiguous() const {
 
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
+  KILN_PROFILE_SCOPE("to", *this);
   Tensor out = copy_as(*this, target);
   if (is_floating(target)) {
     autograd::record("to", out, {*this}, {}, [from = dtype()](const Tensor& g, const Saved&) {
