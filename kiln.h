@@ -20,6 +20,7 @@
 // ops: every differentiable operator
 #include "kiln/ops/activation.h"
 #include "kiln/ops/attention.h"
+#include "kiln/ops/context_pool.h"
 #include "kiln/ops/conv.h"
 #include "kiln/ops/dropout.h"
 #include "kiln/ops/elementwise.h"
@@ -37,6 +38,7 @@
 // nn: modules, layers, init, optimizers, data, checkpoints
 #include "kiln/nn/activation.h"
 #include "kiln/nn/attention.h"
+#include "kiln/nn/context_pool.h"
 #include "kiln/nn/conv.h"
 #include "kiln/nn/data/cifar.h"
 #include "kiln/nn/data/corpus.h"

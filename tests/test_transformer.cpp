@@ -1,10 +1,14 @@
 // nn::MultiHeadAttention against torch.nn.MultiheadAttention (golden, same weights):
 // plain, causal and key padding; nn::TransformerBlock against a PyTorch pre-LN block
-// (golden) plus causality, shapes, names and gradient flow; nn::init_gpt2_.
+// (golden) plus causality, shapes, names and gradient flow; the block's context_pool option
+// (both placements, 1-D and on a grid, against the sub-layers composed by hand); nn::init_gpt2_.
 #include <cmath>
+#include <functional>
+#include <string>
 
 #include <kiln/nn/attention.h>
 #include <kiln/nn/embedding.h>
+#include <kiln/nn/init.h>
 #include <kiln/nn/init_gpt2.h>
 #include <kiln/nn/transformer.h>
 
@@ -211,6 +215,121 @@ TEST_CASE("TransformerBlock: children, gradients reach every parameter, options 
                     "TransformerBlock: activation must be \"gelu_tanh\", \"gelu\" or \"relu\", got \"swish\"");
   CHECK_THROWS_KILN(nn::TransformerBlock(16, 3), "MultiHeadAttention: embed_dim (16) must be a positive multiple");
   CHECK_THROWS_KILN(block.forward(randn({3, 5, 8})), "TransformerBlock: expected input (B, L, 16), got f32[3, 5, 8]");
+}
+
+// ---- TransformerBlock's context_pool option --------------------------------------------------
+
+namespace {
+
+double max_abs(const Tensor& t) { return max(abs(t)).item<double>(); }
+
+// The pool starts with zero predictor weights (m and s the same for every token); random
+// ones make the checks below see per-token m and s.
+template <class Pool>
+void randomize_predictor(Pool& pool) {
+  nn::init::normal_(pool.predictor->weight, 0.0, 0.5);
+  nn::init::normal_(pool.predictor->bias, 0.0, 0.5);
+}
+
+// The block's sub-layers by hand, in the order each placement documents.
+Tensor block_by_hand(const nn::TransformerBlock& block, const Tensor& x, const std::string& placement,
+                     const std::function<Tensor(const Tensor&)>& pool) {
+  const auto mlp = [&](const Tensor& h) {
+    return block.fc2->forward(gelu(block.fc1->forward(block.ln2->forward(h)), "tanh"));
+  };
+  Tensor h = x + block.attn->forward(block.ln1->forward(x));
+  if (placement == "after_attention") h = pool(h);
+  Tensor out = h + mlp(h);
+  return placement == "after_block" ? pool(out) : out;
+}
+
+}  // namespace
+
+TEST_CASE("TransformerBlock with context_pool: both placements, 1-D and on a grid") {
+  manual_seed(9);
+  const int64_t B = 2, d = 8;
+  for (const std::string placement : {"after_attention", "after_block"}) {
+    CAPTURE(placement);
+    {  // 1-D, causal
+      nn::TransformerBlock block(d, 2, {.causal = true, .context_pool = nn::ContextPoolModuleOptions{.s_max = 3},
+                                        .context_pool_placement = placement});
+      REQUIRE(block.context_pool);
+      CHECK(!block.context_pool2d);
+      CHECK(block.context_pool->options().causal);  // the block's causality
+      randomize_predictor(*block.context_pool);
+      const Tensor x = randn({B, 6, d});
+      const Tensor expected =
+          block_by_hand(block, x, placement, [&](const Tensor& h) { return block.context_pool->forward(h); });
+      check_close(block.forward(x), expected, 1e-6, 1e-5);
+      const nn::ContextPoolOutput out = block.forward_with_pool_stats(x);
+      check_close(out.y, expected, 1e-6, 1e-5);
+      CHECK(out.m.shape() == Shape({B, 6}));
+      CHECK(out.s.shape() == Shape({B, 6}));
+      CHECK(block.extra_repr().ends_with("causal=true, activation=gelu_tanh, context_pool=" + placement));
+
+      // Still causal: changing the last two tokens leaves the first four alone.
+      Tensor changed = x.clone();
+      {
+        NoGradGuard no_grad;
+        changed.narrow(1, 4, 2).copy_(randn({B, 2, d}));
+      }
+      const Tensor y = block.forward(x), y2 = block.forward(changed);
+      CHECK(max_abs(y2.narrow(1, 0, 4) - y.narrow(1, 0, 4)) == 0.0);
+      CHECK(max_abs(y2.narrow(1, 4, 2) - y.narrow(1, 4, 2)) > 1e-3);
+    }
+    {  // on a 3 x 4 grid
+      nn::TransformerBlock block(d, 2, {.context_pool = nn::ContextPoolModuleOptions{.s_max = 2},
+                                        .context_pool_placement = placement, .context_pool_grid = Size2(3, 4)});
+      REQUIRE(block.context_pool2d);
+      CHECK(!block.context_pool);
+      randomize_predictor(*block.context_pool2d);
+      const Tensor x = randn({B, 12, d});
+      const Tensor expected = block_by_hand(block, x, placement, [&](const Tensor& h) {
+        return block.context_pool2d->forward(h.reshape({B, 3, 4, d})).reshape({B, 12, d});
+      });
+      check_close(block.forward(x), expected, 1e-6, 1e-5);
+      const nn::ContextPoolOutput out = block.forward_with_pool_stats(x);
+      CHECK(out.m.shape() == Shape({B, 3, 4}));
+      CHECK(out.s.shape() == Shape({B, 3, 4}));
+      CHECK(block.extra_repr().ends_with("context_pool=" + placement + ", context_pool_grid=(3, 4)"));
+      CHECK_THROWS_KILN(block.forward(randn({B, 11, d})),
+                        "TransformerBlock: context_pool_grid 3 x 4 needs L = 12 tokens, got L = 11");
+    }
+  }
+}
+
+TEST_CASE("TransformerBlock with context_pool: names, gradients reach the predictor, errors") {
+  manual_seed(10);
+  nn::TransformerBlock block(8, 2, {.context_pool = nn::ContextPoolModuleOptions{}});
+  std::vector<std::string> children;
+  for (const auto& [name, child] : block.named_children()) children.push_back(name);
+  CHECK(children == std::vector<std::string>{"ln1", "attn", "ln2", "fc1", "fc2", "context_pool"});
+  std::vector<std::string> names;
+  for (const auto& [name, p] : block.named_parameters()) names.push_back(name);
+  CHECK(names.size() == 14);
+  CHECK(names[12] == "context_pool.predictor.weight");
+  CHECK(names[13] == "context_pool.predictor.bias");
+  const Tensor x = randn({2, 5, 8}).requires_grad_();
+  sum(block.forward(x) * randn({2, 5, 8})).backward();
+  CHECK(max_abs(block.context_pool->predictor->weight.grad()) > 0);
+  CHECK(max_abs(block.context_pool->predictor->bias.grad()) > 0);
+
+  nn::TransformerBlock plain(8, 2);
+  CHECK_THROWS_KILN(plain.forward_with_pool_stats(x),
+                    "TransformerBlock: forward_with_pool_stats needs a block built with the context_pool option");
+  using Options = nn::TransformerBlockOptions;
+  CHECK_THROWS_KILN(nn::TransformerBlock(8, 2, Options{.context_pool = nn::ContextPoolModuleOptions{},
+                                                       .context_pool_placement = "before_attention"}),
+                    "TransformerBlock: context_pool_placement must be \"after_attention\" or \"after_block\", got "
+                    "\"before_attention\"");
+  CHECK_THROWS_KILN(nn::TransformerBlock(8, 2, Options{.context_pool_grid = Size2(2, 2)}),
+                    "TransformerBlock: context_pool_grid is set but context_pool is not");
+  CHECK_THROWS_KILN(nn::TransformerBlock(8, 2, Options{.causal = true, .context_pool = nn::ContextPoolModuleOptions{},
+                                                       .context_pool_grid = Size2(2, 2)}),
+                    "TransformerBlock: context_pool_grid pools a 2-D grid, which has no causal order");
+  CHECK_THROWS_KILN(nn::TransformerBlock(8, 2, Options{.context_pool = nn::ContextPoolModuleOptions{.stride = 2},
+                                                       .context_pool_grid = Size2(2, 2)}),
+                    "TransformerBlock: the context pool must keep every token (stride 1)");
 }
 
 // ---- init_gpt2_ ------------------------------------------------------------------------------------
