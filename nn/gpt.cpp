@@ -25,7 +25,12 @@ GPT::GPT(const GPTConfig& config) : config_(config) {
   wte = register_module("wte", std::make_shared<Embedding>(config.vocab_size, config.d_model));
   wpe = register_module("wpe", std::make_shared<Embedding>(config.block_size, config.d_model));
   blocks = register_module("blocks", std::make_shared<Sequential>());
-  const TransformerBlockOptions block_options{.dropout = config.dropout, .causal = true, .activation = "gelu_tanh"};
+  TransformerBlockOptions block_options{.dropout = config.dropout, .causal = true, .activation = "gelu_tanh"};
+  if (config.context_pool) {
+    block_options.context_pool = config.context_pool;
+    block_options.context_pool->causal = true;
+    block_options.context_pool_placement = config.context_pool_placement;
+  }
   for (int64_t i = 0; i < config.n_layer; ++i) {
     layers.push_back(std::make_shared<TransformerBlock>(config.d_model, config.n_head, block_options));
     blocks->push_back(layers.back());
@@ -51,7 +56,8 @@ Tensor GPT::forward(const Tensor& idx) const {
 std::string GPT::extra_repr() const {
   const GPTConfig& c = config_;
   return detail::str("vocab_size=", c.vocab_size, ", block_size=", c.block_size, ", n_layer=", c.n_layer,
-                     ", n_head=", c.n_head, ", d_model=", c.d_model, ", dropout=", c.dropout);
+                     ", n_head=", c.n_head, ", d_model=", c.d_model, ", dropout=", c.dropout,
+                     c.context_pool ? ", context_pool=" + c.context_pool_placement : std::string());
 }
 
 }  // namespace kiln::nn

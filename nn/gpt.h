@@ -3,6 +3,7 @@
 //
 //   h = drop(wte[idx] + wpe[0..T))            token + learned position embeddings
 //   h = blocks.i(h)   for i in 0..n_layer     pre-LN causal TransformerBlocks, GELU-tanh MLP x4
+//                                             (optionally each with a causal ContextPool)
 //   logits = ln_f(h) · wte^T                  the output head shares the token embedding
 //
 // Parameters are named as the modules above ("wte.weight", "wpe.weight",
@@ -17,8 +18,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include "kiln/nn/context_pool.h"
 #include "kiln/nn/embedding.h"
 #include "kiln/nn/module.h"
 #include "kiln/nn/normalization.h"
@@ -34,6 +38,12 @@ struct GPTConfig {
   int64_t n_head = 4;
   int64_t d_model = 128;  // a multiple of n_head
   double dropout = 0.0;   // on the embeddings, the attention probabilities and each sub-layer's output
+  // Set: every block gets a ContextPool sub-layer (nn/context_pool.h) with these options,
+  // placed as TransformerBlockOptions::context_pool_placement says; it is causal whatever
+  // the options say, since a language model must not see the tokens it predicts.
+  // Unset: the plain GPT-2 above.
+  std::optional<ContextPoolModuleOptions> context_pool;
+  std::string context_pool_placement = "after_attention";
 };
 
 class GPT : public Module {
