@@ -6,6 +6,7 @@
 #include "kiln/core/dtype.h"
 #include "kiln/core/error.h"
 #include "kiln/core/factory.h"
+#include "kiln/core/profiler.h"
 #include "kiln/core/random.h"
 #include "kiln/core/safetensors.h"
 #include "kiln/core/shape.h"
