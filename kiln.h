@@ -46,6 +46,7 @@
 #include "kiln/nn/data/dataloader.h"
 #include "kiln/nn/data/dataset.h"
 #include "kiln/nn/data/mnist.h"
+#include "kiln/nn/data/shapes.h"
 #include "kiln/nn/embedding.h"
 #include "kiln/nn/functional.h"
 #include "kiln/nn/gpt.h"

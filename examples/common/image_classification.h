@@ -131,11 +131,11 @@ struct ContextPoolFlags {
     flags.add("--pool-window", window, "the op's half-width; 0 = ceil(3 x the largest size)");
   }
 
-  // The module options, or nothing without --context-pool; `stride` 2 for a pooling layer.
-  std::optional<nn::ContextPoolModuleOptions> options(int64_t stride = 1) const {
+  // The module options (stride 1), or nothing without --context-pool.
+  std::optional<nn::ContextPoolModuleOptions> options() const {
     if (!enabled) return std::nullopt;
-    return nn::ContextPoolModuleOptions{.mode = nn::context_pool_mode_from_string(mode), .s_min = s_min,
-                                        .s_max = s_max, .size = size, .window = window, .stride = stride};
+    return nn::ContextPoolModuleOptions{
+        .mode = nn::context_pool_mode_from_string(mode), .s_min = s_min, .s_max = s_max, .size = size, .window = window};
   }
 };
 
