@@ -350,12 +350,14 @@ DType parse_dtype(const Json& entry, const std::string& name, const FileErrors& 
 }
 
 // Sizes must be non-negative int64s whose running product (the element count, as
-// numel_of computes it) and byte size fit in int64.
+// numel_of computes it) and byte size fit in int64. So must the product of the non-zero
+// sizes: a tensor with a zero size has no elements but still has strides, and those of
+// [0, 2^62, 4] would overflow (tests/test_fuzz_regressions.cpp).
 Shape parse_shape(const Json& entry, const std::string& name, DType dtype, const FileErrors& err) {
   const auto it = entry.find("shape");
   err.check(it != entry.end() && it->is_array(), "tensor '", name, "': 'shape' must be an array");
   Shape shape;
-  uint64_t numel = 1;
+  uint64_t numel = 1, nonzero_product = 1;
   for (const Json& size : *it) {
     err.check(size.is_number_integer(), "tensor '", name, "': shape sizes must be integers, got ", size.dump());
     err.check(size.is_number_unsigned(), "tensor '", name, "': negative size ", size.dump(), " in shape");
@@ -363,6 +365,10 @@ Shape parse_shape(const Json& entry, const std::string& name, DType dtype, const
     err.check(s <= kMaxInt64 && (s == 0 || numel <= kMaxInt64 / s), "tensor '", name, "': shape ", it->dump(),
               " has too many elements");
     numel *= s;
+    const uint64_t extent = std::max<uint64_t>(s, 1);  // contiguous strides count a zero size as 1
+    err.check(nonzero_product <= kMaxInt64 / extent, "tensor '", name, "': shape ", it->dump(),
+              " has sizes too large to index (their product, zeros left out, overflows int64)");
+    nonzero_product *= extent;
     shape.push_back(static_cast<int64_t>(s));
   }
   err.check(numel <= kMaxInt64 / element_size(dtype), "tensor '", name, "': shape ", it->dump(),

@@ -1,6 +1,7 @@
 #include "kiln/nn/serialize.h"
 
 #include <charconv>
+#include <type_traits>
 
 #include "kiln/core/safetensors.h"
 
@@ -26,6 +27,7 @@ void append_prefixed(NamedTensors& out, const std::string& prefix, const StateDi
 }
 
 // A counter stored as a decimal string; the whole string must be one integer of type T.
+// Counters count up from 0, so a negative one (a signed T) means a corrupt file.
 template <class T>
 T parse_counter(const std::map<std::string, std::string>& metadata, const char* key, const std::string& path) {
   const auto it = metadata.find(key);
@@ -35,6 +37,8 @@ T parse_counter(const std::map<std::string, std::string>& metadata, const char* 
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   KILN_CHECK(ec == std::errc() && end == text.data() + text.size() && !text.empty(), "load_checkpoint: '", path,
              "': metadata '", key, "' = '", text, "' is not a valid integer");
+  if constexpr (std::is_signed_v<T>)
+    KILN_CHECK(value >= 0, "load_checkpoint: '", path, "': metadata '", key, "' = '", text, "' is negative");
   return value;
 }
 

@@ -97,7 +97,10 @@ Tensor select_rows(const Tensor& x, int64_t dim, const Tensor& index) {
   out_shape[dim] = index.numel();
   Tensor out = empty(out_shape, {.dtype = x.dtype()});
   const Tensor src = contiguous_untracked(x);
-  const auto [outer, inner] = outer_inner(x.shape(), dim);
+  // Plain variables, not a structured binding: clang < 16 cannot capture those in the
+  // lambda below (the fuzz build uses clang 14).
+  const auto [outer_, inner_] = outer_inner(x.shape(), dim);
+  const int64_t outer = outer_, inner = inner_;
   dispatch_all(x.dtype(), "index_select", [&]<class T>() {
     cpu::index_select(out.data<T>(), src.data<T>(), index.data<int64_t>(), index.numel(), outer, x.shape()[dim],
                       inner);
@@ -122,7 +125,8 @@ Tensor index_add_impl(const Tensor& src, int64_t dim, const Tensor& index, int64
   out_shape[dim] = size;
   Tensor out = zeros(out_shape, {.dtype = src.dtype()});
   const Tensor s = contiguous_untracked(src);
-  const auto [outer, inner] = outer_inner(src.shape(), dim);
+  const auto [outer_, inner_] = outer_inner(src.shape(), dim);  // see index_select
+  const int64_t outer = outer_, inner = inner_;
   dispatch_numeric(src.dtype(), "index_add", [&]<class T>() {
     cpu::index_add(out.data<T>(), s.data<T>(), index.data<int64_t>(), index.numel(), outer, size, inner);
   });

@@ -1,6 +1,7 @@
 #include "kiln/nn/data/corpus.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "kiln/core/factory.h"
 #include "kiln/nn/data/binary_file.h"
@@ -54,8 +55,13 @@ void check_window_options(const char* sampler, const ByteCorpus& corpus, Split s
   KILN_CHECK(options.batch_size > 0, sampler, ": batch_size must be positive, got ", options.batch_size);
   KILN_CHECK(options.seq_len > 0, sampler, ": seq_len must be positive, got ", options.seq_len);
   const auto split_size = static_cast<int64_t>(corpus.split(split).size());
-  KILN_CHECK(split_size >= options.seq_len + 1, sampler, ": the ", split_name(split), " split of '", corpus.name(),
-             "' has ", split_size, " bytes, too short for one window of seq_len + 1 = ", options.seq_len + 1, " bytes");
+  // Written so that no seq_len, however large, overflows: seq_len + 1 <= split_size.
+  KILN_CHECK(options.seq_len < split_size, sampler, ": the ", split_name(split), " split of '", corpus.name(),
+             "' has ", split_size, " bytes, too short for one window of seq_len + 1 = ",
+             static_cast<uint64_t>(options.seq_len) + 1, " bytes");
+  // A batch is a (batch_size, seq_len) tensor: its element count must be an int64.
+  KILN_CHECK(options.batch_size <= std::numeric_limits<int64_t>::max() / options.seq_len, sampler, ": batch_size ",
+             options.batch_size, " * seq_len ", options.seq_len, " overflows int64");
 }
 
 // An (rows, T) input/target pair from windows starting at starts[r]: input[r][t] =
@@ -106,7 +112,10 @@ SequentialWindows::SequentialWindows(ByteCorpus corpus, Split split, WindowOptio
   num_windows_ = (static_cast<int64_t>(bytes_.size()) - 1) / options_.seq_len;
 }
 
-int64_t SequentialWindows::size() const { return (num_windows_ + options_.batch_size - 1) / options_.batch_size; }
+// ceil(num_windows / batch_size), without the overflow of num_windows + batch_size - 1.
+int64_t SequentialWindows::size() const {
+  return num_windows_ / options_.batch_size + (num_windows_ % options_.batch_size != 0 ? 1 : 0);
+}
 
 Batch SequentialWindows::batch(int64_t index) const {
   KILN_CHECK(index >= 0 && index < size(), "SequentialWindows: batch ", index, " is out of range (", size(),

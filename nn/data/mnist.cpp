@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include "kiln/core/factory.h"
 #include "kiln/nn/data/binary_file.h"
@@ -60,6 +61,11 @@ Tensor read_mnist_images(const std::string& path) {
   KILN_CHECK(rows > 0 && cols > 0, reader, ": '", path, "' has images of ", rows, " rows and ", cols,
              " columns; both must be positive");
   check_payload(bytes.size() - kImagesHeader, count, rows * cols, path, reader, "images");  // rows * cols < 2^64
+  // rows * cols is also a stride of the (N, 1, rows, cols) tensor, an int64. The payload
+  // bounds it only when there is an image: a header of 0 images of 2^32 x 2^32 pixels
+  // would overflow the strides (found by fuzz/fuzz_mnist).
+  KILN_CHECK(rows * cols <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), reader, ": '", path,
+             "' has images of ", rows, " x ", cols, " pixels, too many to index (corrupt header?)");
 
   Tensor images = empty({static_cast<int64_t>(count), 1, static_cast<int64_t>(rows), static_cast<int64_t>(cols)});
   float* out = images.data<float>();

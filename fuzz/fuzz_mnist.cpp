@@ -1,0 +1,13 @@
+// libFuzzer target: read_mnist_images and read_mnist_labels (nn/data/mnist.cpp) on arbitrary bytes.
+// A kiln::Error is the expected answer to a bad file; anything else is a finding.
+#include "memory_file.h"
+#include "reader_inputs.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static kiln::fuzz::MemoryFile file;
+  try {
+    kiln::fuzz::read_mnist_file(file.hold(data, size));
+  } catch (const kiln::Error&) {
+  }
+  return 0;
+}
