@@ -4,12 +4,17 @@
 #   make deps       install the missing Debian packages (apt-get; as root or via sudo)
 #   make build      configure (Release, Ninja when present) and build into build/
 #   make test       deps + build + the whole suite through ctest
-#   make demo       deps + build + run the spirals example
+#   make demo       deps + build + the charlm demo: a vanilla char-level GPT vs one with
+#                   ContextPool and fewer layers, side by side (~3 min on 2 cores)
 #   make bench      build and run every bench_* program
 #   make clean      remove build/
 #   make deps-copy  copy the header-only deps into .deps/, for an offline (GPU) machine
+#   make test-sanitize  the whole suite built with ASan + UBSan (+ LSan) in build-sanitize/
+#   make fuzz       build the file readers' libFuzzer targets (clang) in build-fuzz/ and
+#                   run each for FUZZ_SECONDS (docs/reliability.md)
 #
 # Overridable: BUILD_DIR=build BUILD_TYPE=Release JOBS=<cores> CMAKE_ARGS="-DKILN_CUDA=OFF ..."
+#              SANITIZE_DIR=build-sanitize FUZZ_DIR=build-fuzz FUZZ_SECONDS=60 FUZZ_READERS="mnist ..."
 
 BUILD_DIR  ?= build
 BUILD_TYPE ?= Release
@@ -80,9 +85,10 @@ test: deps
 	$(MAKE) --no-print-directory build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j2
 
+# The models land in $(BUILD_DIR)/charlm_demo/, ready for charlm --generate / --visualize.
 demo: deps
 	$(MAKE) --no-print-directory build
-	$(BUILD_DIR)/examples/spirals/spirals
+	$(BUILD_DIR)/examples/charlm/charlm --demo --checkpoint-dir $(BUILD_DIR)/charlm_demo
 
 bench: build
 	@set -e; for program in $(BUILD_DIR)/bench/bench_*; do \
@@ -92,3 +98,33 @@ bench: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# ---- sanitizers and fuzzing (docs/reliability.md) ----------------------------------------
+SANITIZE_DIR ?= build-sanitize
+# halt_on_error: the first report fails its test. detect_leaks: LeakSanitizer at exit.
+SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1:check_initialization_order=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Extra ctest arguments, e.g. SANITIZE_CTEST_ARGS="-R serialize" for a subset (.ci/run).
+SANITIZE_CTEST_ARGS ?=
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_READERS ?= safetensors checkpoint mnist cifar corpus
+# libFuzzer ships with clang's runtime libraries; clang's OpenMP is libomp.
+FUZZ_PACKAGES := clang libclang-rt-14-dev libomp-dev
+
+.PHONY: test-sanitize fuzz
+
+# Its own build folder: the sanitized objects must not mix with the Release ones. The
+# benchmarks are left out (nothing to check there that the tests do not run).
+test-sanitize: deps
+	$(MAKE) --no-print-directory build BUILD_DIR=$(SANITIZE_DIR) \
+	  CMAKE_ARGS="-DKILN_SANITIZE=address,undefined -DKILN_BUILD_BENCH=OFF $(CMAKE_ARGS)"
+	cd $(SANITIZE_DIR) && $(SANITIZE_ENV) ctest --output-on-failure -j2 $(SANITIZE_CTEST_ARGS)
+
+fuzz: deps
+	$(MAKE) --no-print-directory deps DEBIAN_PACKAGES="$(FUZZ_PACKAGES)"
+	cmake -S . -B $(FUZZ_DIR) $(if $(wildcard $(FUZZ_DIR)/CMakeCache.txt),,$(GENERATOR)) \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DKILN_FUZZ=ON -DKILN_CUDA=OFF \
+	  -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_EXAMPLES=OFF $(CMAKE_ARGS)
+	cmake --build $(FUZZ_DIR) --parallel $(JOBS)
+	fuzz/run_fuzzers.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_READERS)

@@ -4,6 +4,8 @@
 
 option(KILN_NATIVE "Compile with -march=native (fast, but the binaries only run on CPUs like this one)" ON)
 
+include(KilnSanitize)  # KILN_SANITIZE / KILN_FUZZ, applied below with the other flags
+
 function(kiln_apply_compile_flags target)
   target_compile_options(${target} PRIVATE
     $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU,Clang>>:-Wall -Wextra -Wno-unused-parameter
@@ -28,4 +30,5 @@ function(kiln_apply_compile_flags target)
     target_compile_options(${target} PRIVATE
       $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU,Clang>>:-march=native>)
   endif()
+  kiln_apply_sanitizers(${target})
 endfunction()
