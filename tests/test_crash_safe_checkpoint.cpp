@@ -32,32 +32,13 @@
 #include <vector>
 
 #include "helpers.h"
+#include "temp_dir.h"
 
 using namespace kiln;
 namespace fs = std::filesystem;
+using kiln::testing::TempDir;
 
 namespace {
-
-// A fresh folder under the system temp folder, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("kiln_test_crash_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // ---- child processes ---------------------------------------------------------------------
 

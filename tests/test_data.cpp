@@ -21,6 +21,7 @@
 #include <kiln/nn/data/mnist.h>
 
 #include "helpers.h"
+#include "temp_dir.h"
 
 using namespace kiln;
 using namespace kiln::nn::data;
@@ -29,38 +30,8 @@ using kiln::testing::check_values;
 namespace {
 
 namespace fs = std::filesystem;
+using kiln::testing::TempDir;
 using Bytes = std::vector<uint8_t>;
-
-// A fresh folder under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ =
-        fs::temp_directory_path() / ("kiln_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  // Writes `bytes` to a file called `name` in this folder; returns its path.
-  std::string write(const std::string& name, const Bytes& bytes) const {
-    const fs::path p = path_ / name;
-    std::ofstream out(p, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(out.good());
-    return p.string();
-  }
-  std::string path() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // doctest matches messages against its own string type; this builds one from a std::string.
 doctest::String text(const std::string& s) { return doctest::String(s.c_str()); }

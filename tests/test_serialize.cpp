@@ -20,39 +20,13 @@
 
 #include "golden/safetensors_golden.h"
 #include "helpers.h"
+#include "temp_dir.h"
 
 using namespace kiln;
 using namespace kiln::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh folder under the system temp folder, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("kiln_test_serialize_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  // Names of everything in the folder, sorted: shows any leftover temporary file.
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
 
 // Limits the size of files this process writes, for its lifetime. SIGXFSZ is ignored so
 // that an oversized write() fails with EFBIG instead of killing the process.

@@ -25,33 +25,13 @@
 #include <nlohmann/json.hpp>
 
 #include "helpers.h"
+#include "temp_dir.h"
 
 using namespace kiln;
 using namespace kiln::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh folder under the system temp folder, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("kiln_test_trainer_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  std::string path() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // 4 -> 16 -> 3 with dropout in between, so the global generator's state matters.
 struct TinyNet : nn::Module {
