@@ -52,16 +52,6 @@ bool predicts_size(Mode mode) { return mode == Mode::adaptive || mode == Mode::f
 bool learns_size(Mode mode) { return mode == Mode::adaptive || mode == Mode::size_only; }
 int64_t predictor_channels(Mode mode) { return int64_t{learns_weights(mode)} + int64_t{predicts_size(mode)}; }
 
-// The op's half-width W: the option when set, else far enough that the Gaussian of the
-// largest support the mode can produce is cut below 1.2% of its peak (3 sigma). Fixed
-// per module rather than read from s, so the cost of a forward never depends on the data.
-int64_t window_for(const ContextPoolModuleOptions& o) {
-  if (o.window > 0) return o.window;
-  if (o.mode == Mode::uniform) return std::llround(o.size);
-  const double largest = learns_size(o.mode) ? o.s_max : o.size;
-  return static_cast<int64_t>(std::ceil(3.0 * largest));
-}
-
 void check_options(const char* layer, int64_t features, const ContextPoolModuleOptions& o, bool is_2d) {
   KILN_CHECK(features > 0, layer, ": the feature size must be positive, got ", features);
   if (learns_size(o.mode)) {
@@ -170,7 +160,7 @@ Tensor conv2d_channels_last(const Tensor& x, const Conv2d& conv) {
 }
 
 ContextPoolOptions op_options(const ContextPoolModuleOptions& o) {
-  return {.causal = o.causal, .window = window_for(o), .stride = o.stride, .eps = o.eps};
+  return {.causal = o.causal, .window = context_pool_window(o), .stride = o.stride, .eps = o.eps};
 }
 
 std::string options_repr(int64_t features_value, const char* features_name, const ContextPoolModuleOptions& o,
@@ -179,12 +169,21 @@ std::string options_repr(int64_t features_value, const char* features_name, cons
   if (!is_2d) s += detail::str(", causal=", o.causal ? "true" : "false");
   if (learns_size(o.mode)) s += detail::str(", s_min=", o.s_min, ", s_max=", o.s_max);
   else s += detail::str(", size=", o.size);
-  s += detail::str(", window=", window_for(o));
+  s += detail::str(", window=", context_pool_window(o));
   if (is_2d) s += detail::str(", stride=", o.stride);
   return s + detail::str(", residual=", o.residual ? "true" : "false");
 }
 
 }  // namespace
+
+// Fixed per module rather than read from s, so the cost of a forward never depends on
+// the data; 3 sigma cuts the Gaussian of the largest support below 1.2% of its peak.
+int64_t context_pool_window(const ContextPoolModuleOptions& o) {
+  if (o.window > 0) return o.window;
+  if (o.mode == ContextPoolMode::uniform) return std::llround(o.size);
+  const double largest = learns_size(o.mode) ? o.s_max : o.size;
+  return static_cast<int64_t>(std::ceil(3.0 * largest));
+}
 
 // ---- ContextPool1d ----------------------------------------------------------------------
 

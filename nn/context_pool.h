@@ -55,6 +55,10 @@ struct ContextPoolModuleOptions {
   double eps = 1e-6;
 };
 
+// The op's half-width W a module with these options uses: `window` when set, else
+// round(size) in uniform mode, else ceil(3 x the largest s the mode can produce).
+int64_t context_pool_window(const ContextPoolModuleOptions& options);
+
 // A forward pass with what it pooled with: m (B, n) and s (B, n_out), or (B, H, W) and
 // (B, H_out, W_out) in 2-D. m and s stay attached to the graph.
 struct ContextPoolOutput {

@@ -31,15 +31,6 @@ namespace {
 using kiln::nn::ContextPool1d;
 using kiln::nn::ContextPoolMode;
 
-// The op's half-width W, as nn/context_pool.cpp picks it: the option when set, else 3x
-// the largest support size the mode can produce (uniform: its half-width).
-int64_t pool_window(const kiln::nn::ContextPoolModuleOptions& o) {
-  if (o.window > 0) return o.window;
-  if (o.mode == ContextPoolMode::uniform) return std::llround(o.size);
-  const bool learns_size = o.mode == ContextPoolMode::adaptive || o.mode == ContextPoolMode::size_only;
-  return static_cast<int64_t>(std::ceil(3.0 * (learns_size ? o.s_max : o.size)));
-}
-
 // Window positions a token visits, averaged over the T positions of a window.
 double mean_visited_positions(int64_t T, int64_t W, bool causal) {
   double total = 0;
@@ -54,7 +45,7 @@ double mean_visited_positions(int64_t T, int64_t W, bool causal) {
 double pool_flops(const ContextPool1d& pool, int64_t d, int64_t T) {
   const double outputs = pool.predictor ? static_cast<double>(pool.predictor->weight.size(0)) : 0.0;
   const double predictor = 6.0 * static_cast<double>(d) * outputs;
-  const double visited = mean_visited_positions(T, pool_window(pool.options()), pool.options().causal);
+  const double visited = mean_visited_positions(T, kiln::nn::context_pool_window(pool.options()), pool.options().causal);
   return predictor + visited * (2.0 * static_cast<double>(d) + 6.0);
 }
 

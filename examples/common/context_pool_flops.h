@@ -31,11 +31,8 @@ inline double context_pool2d_flops(const nn::ContextPoolModuleOptions& o, Size2 
   using Mode = nn::ContextPoolMode;
   const bool learns_weights = o.mode == Mode::adaptive || o.mode == Mode::fixed_size || o.mode == Mode::weights_only;
   const bool predicts_size = o.mode == Mode::adaptive || o.mode == Mode::fixed_size || o.mode == Mode::size_only;
-  const bool learns_size = o.mode == Mode::adaptive || o.mode == Mode::size_only;
   const int64_t predictor_outputs = int64_t{learns_weights} + int64_t{predicts_size};
-  int64_t window = o.window;
-  if (window == 0 && o.mode == Mode::uniform) window = std::llround(o.size);
-  if (window == 0) window = static_cast<int64_t>(std::ceil(3 * (learns_size ? o.s_max : o.size)));
+  const int64_t window = nn::context_pool_window(o);
   const double cells = static_cast<double>(grid.h * grid.w);
   const double predictor = 2.0 * 9 * channels * predictor_outputs * cells;
   const double visits = cells_in_windows(grid.h, window, o.stride) * cells_in_windows(grid.w, window, o.stride);
