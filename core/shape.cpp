@@ -18,11 +18,18 @@ int64_t numel_of(const Shape& shape) {
 }
 
 Shape contiguous_strides(const Shape& shape) {
+  // numel_of does not bound the strides: a zero-sized dim makes the element count 0
+  // however large the others are ([0, 2^62, 4] has stride 2^64 in dim 0), so the
+  // product of the sizes behind each dim is checked here, for every caller.
   Shape strides(shape.size());
   int64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = s;
-    s *= shape[i] > 0 ? shape[i] : 1;
+    if (i == 0) break;  // the product of all sizes is no stride
+    const int64_t size = shape[i] > 0 ? shape[i] : 1;
+    KILN_CHECK(s <= std::numeric_limits<int64_t>::max() / size, "invalid shape ", shape_str(shape),
+               ": strides overflow int64");
+    s *= size;
   }
   return strides;
 }

@@ -114,3 +114,9 @@ TEST_CASE("printing looks like PyTorch's repr") {
   CHECK(big.find("...") != std::string::npos);
   CHECK(big.size() < 200);
 }
+
+TEST_CASE("a shape whose strides overflow int64 is refused, even with no elements") {
+  // [0, 2^62, 4]: 0 elements, but dim 0's stride would be 2^64.
+  CHECK_THROWS_KILN(empty({0, int64_t{1} << 62, 4}), "strides overflow int64");
+  CHECK(empty({0, int64_t{1} << 61, 2}).numel() == 0);  // stride 2^62 still fits
+}
