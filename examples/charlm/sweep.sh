@@ -7,14 +7,14 @@
 #   pool_L                           ContextPool, learned weights and sizes (the paper's module)
 #   fixed_size_L, weights_only_L,    the ablations (nn/context_pool.h: ContextPoolMode)
 #   size_only_L
-# then runs sweep_report.py, which prints the table (mean +- std of val bpc over seeds,
-# parameters, FLOPs per token, wall time) and draws the val-bpc curves as SVG.
+# then runs examples/common/sweep_report.py, which prints the table (mean +- std of val bpc
+# over seeds, parameters, FLOPs per token, wall time) and draws the val-bpc curves as SVG.
 #
 #   examples/charlm/sweep.sh                        # the default corpus, a size for 2 cores
 #   examples/charlm/sweep.sh --data enwik8 --layers 4 --d-model 256 --steps 5000   # bigger
 #
 # Every run's log, metrics.jsonl and checkpoint stay under --out, so a sweep can be
-# re-reported (sweep_report.py OUT) or extended without training again: a run whose log
+# re-reported (sweep_report.py charlm OUT) or extended without training again: a run whose log
 # already ends with its final "val bpc" line is skipped.
 set -euo pipefail
 
@@ -37,7 +37,7 @@ eval_interval=100
 configs="vanilla_L vanilla_2L pool_L fixed_size_L weights_only_L size_only_L"
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"  # the comment above
   cat <<EOF
 flags (defaults in brackets):
   --charlm PATH        the charlm program [$charlm]
@@ -116,4 +116,4 @@ for seed in $seeds; do
   done
 done
 
-python3 "$here/sweep_report.py" "$out"
+python3 "$repo/examples/common/sweep_report.py" charlm "$out"
