@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <mutex>
 
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/ops/elementwise.h"
@@ -169,24 +170,51 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   TensorImpl* impl = t.unsafe_impl();
   if (impl->grad_fn) return impl->grad_fn;
+  // A leaf's accumulator is created on first use. Threads that share a model and record
+  // graphs at once (inference with grad mode on) can make that first use together; a
+  // race here gave each thread its own accumulator (one thread's gradient lost) and
+  // corrupted the shared_ptr. An uncontended lock costs nothing next to an op.
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
   if (!impl->grad_accumulator) impl->grad_accumulator = std::make_shared<AccumulateGrad>(t.impl_ptr());
   return impl->grad_accumulator;
 }
 
-void check_finite(const Tensor& t, const std::string& what) {
-  if (!t.defined() || !is_floating(t.dtype())) return;
+namespace {
+
+bool holds_non_finite(const Tensor& t) {
+  if (!t.defined() || !is_floating(t.dtype())) return false;
   for (double v : t.to(Device::cpu()).to_vector<double>())
-    KILN_CHECK(std::isfinite(v), "anomaly detected: ", what, " produced NaN/Inf (",
-               describe(t), ")");
+    if (!std::isfinite(v)) return true;
+  return false;
+}
+
+// Anomaly mode's check of an op's output. The output can hold NaN/Inf because the op made
+// it or because an input brought it in (a NaN parameter, data holding NaN, a tensor made
+// before anomaly mode was on): the message says which, so that a NaN weight is not
+// blamed on the first op that reads it (typically a view). Inputs are scanned only once
+// the output has failed.
+void check_output_finite(const char* op, const Tensor& out, const std::vector<Tensor>& inputs) {
+  if (!holds_non_finite(out)) return;
+  const Node* in_backward = BackwardScope::current();
+  const std::string what = in_backward ? "the backward of '" + in_backward->name() + "' (in its '" + op + "')"
+                                       : std::string("the forward of '") + op + "'";
+  for (size_t i = 0; i < inputs.size(); ++i)
+    KILN_CHECK(!holds_non_finite(inputs[i]), "anomaly detected: ", what, " produced NaN/Inf (", describe(out),
+               "), which came in through its input ", i, " (", describe(inputs[i]),
+               !in_backward && inputs[i].is_leaf() ? ", a leaf tensor such as a parameter or the data" : "", ")");
+  throw Error(detail::str("anomaly detected: ", what, " produced NaN/Inf (", describe(out), ")"));
+}
+
+}  // namespace
+
+void check_finite(const Tensor& t, const std::string& what) {
+  KILN_CHECK(!holds_non_finite(t), "anomaly detected: ", what, " produced NaN/Inf (", describe(t), ")");
 }
 
 void record(const char* op, Tensor& out, const std::vector<Tensor>& inputs,
             const std::vector<Tensor>& saved, BackwardFn backward) {
-  if (AnomalyMode::is_enabled()) {
-    const Node* in_backward = BackwardScope::current();
-    check_finite(out, in_backward ? "the backward of '" + in_backward->name() + "' (in its '" + op + "')"
-                                  : std::string("the forward of '") + op + "'");
-  }
+  if (AnomalyMode::is_enabled()) check_output_finite(op, out, inputs);
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<FunctionNode>(op, std::move(backward));
   node->next.reserve(inputs.size());

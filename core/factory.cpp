@@ -11,6 +11,13 @@ namespace {
 
 DType dtype_or(const TensorOptions& o, DType fallback) { return o.dtype.value_or(fallback); }
 
+// A factory checks its sizes first, so that the message names it: "zeros: invalid shape
+// [2, -3]: ..." (numel_of, which would catch them later, knows no op name).
+void check_sizes(const char* op, const Shape& shape) {
+  for (int64_t s : shape)
+    KILN_CHECK(s >= 0, op, ": invalid shape ", shape_str(shape), ": sizes must be non-negative");
+}
+
 // Allocates on CPU, runs `fill(T* out, n)`, then moves to the requested device.
 template <class Fill>
 Tensor make_on_cpu(const Shape& shape, const TensorOptions& opts, DType dtype, const char* op,
@@ -38,6 +45,7 @@ Tensor make_on_cpu(const Shape& shape, const TensorOptions& opts, DType dtype, c
 }  // namespace
 
 Tensor empty(const Shape& shape, TensorOptions opts) {
+  check_sizes("empty", shape);
   const DType dtype = dtype_or(opts, f32);
   const int64_t n = numel_of(shape);  // validates sizes
   auto storage = std::make_shared<Storage>(static_cast<size_t>(n) * element_size(dtype), opts.device);
@@ -47,13 +55,20 @@ Tensor empty(const Shape& shape, TensorOptions opts) {
 }
 
 Tensor full(const Shape& shape, double value, TensorOptions opts) {
+  check_sizes("full", shape);
   Tensor t = empty(shape, {.dtype = dtype_or(opts, f32), .device = opts.device});
   t.fill_(value);
   if (opts.requires_grad) t.requires_grad_(true);
   return t;
 }
-Tensor zeros(const Shape& shape, TensorOptions opts) { return full(shape, 0.0, opts); }
-Tensor ones(const Shape& shape, TensorOptions opts) { return full(shape, 1.0, opts); }
+Tensor zeros(const Shape& shape, TensorOptions opts) {
+  check_sizes("zeros", shape);
+  return full(shape, 0.0, opts);
+}
+Tensor ones(const Shape& shape, TensorOptions opts) {
+  check_sizes("ones", shape);
+  return full(shape, 1.0, opts);
+}
 Tensor scalar_tensor(double value, TensorOptions opts) { return full({}, value, opts); }
 
 Tensor arange(double start, double end, double step, TensorOptions opts) {
@@ -94,6 +109,7 @@ Tensor eye(int64_t n, TensorOptions opts) {
 // count and of the order elements are filled in.
 
 Tensor uniform(double low, double high, const Shape& shape, TensorOptions opts) {
+  check_sizes("uniform", shape);
   KILN_CHECK(low <= high, "uniform: low (", low, ") must be <= high (", high, ")");
   const DType dtype = dtype_or(opts, f32);
   KILN_CHECK(is_floating(dtype), "uniform: dtype must be floating, got ", dtype_name(dtype));
@@ -107,9 +123,13 @@ Tensor uniform(double low, double high, const Shape& shape, TensorOptions opts) 
     }
   });
 }
-Tensor rand(const Shape& shape, TensorOptions opts) { return uniform(0, 1, shape, opts); }
+Tensor rand(const Shape& shape, TensorOptions opts) {
+  check_sizes("rand", shape);
+  return uniform(0, 1, shape, opts);
+}
 
 Tensor normal(double mean, double std, const Shape& shape, TensorOptions opts) {
+  check_sizes("normal", shape);
   KILN_CHECK(std >= 0, "normal: std must be non-negative, got ", std);
   const DType dtype = dtype_or(opts, f32);
   KILN_CHECK(is_floating(dtype), "normal: dtype must be floating, got ", dtype_name(dtype));
@@ -127,9 +147,13 @@ Tensor normal(double mean, double std, const Shape& shape, TensorOptions opts) {
     }
   });
 }
-Tensor randn(const Shape& shape, TensorOptions opts) { return normal(0, 1, shape, opts); }
+Tensor randn(const Shape& shape, TensorOptions opts) {
+  check_sizes("randn", shape);
+  return normal(0, 1, shape, opts);
+}
 
 Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions opts) {
+  check_sizes("randint", shape);
   KILN_CHECK(low < high, "randint: low (", low, ") must be < high (", high, ")");
   const GeneratorState g = default_generator().reserve(static_cast<uint64_t>(numel_of(shape)));
   const uint64_t range = static_cast<uint64_t>(high - low);
@@ -147,6 +171,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions opts
 
 template <class T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptions opts) {
+  check_sizes("from_vector", shape);
   const int64_t n = numel_of(shape);
   KILN_CHECK(static_cast<int64_t>(values.size()) == n, "from_vector: ", values.size(),
              " values do not fill shape ", shape_str(shape), " (", n, " elements)");
@@ -166,6 +191,7 @@ template Tensor from_vector<bool>(const std::vector<bool>&, const Shape&, Tensor
 template Tensor from_vector<uint8_t>(const std::vector<uint8_t>&, const Shape&, TensorOptions);
 
 Tensor from_blob(void* data, const Shape& shape, DType dtype, Device device) {
+  check_sizes("from_blob", shape);
   const int64_t n = numel_of(shape);
   auto storage = std::make_shared<Storage>(data, static_cast<size_t>(n) * element_size(dtype), device,
                                            std::function<void(void*)>{});

@@ -1,6 +1,7 @@
 #include "kiln/core/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <system_error>
 
 #include <nlohmann/json.hpp>
@@ -112,9 +114,73 @@ class InputFile {
   uint64_t size_ = 0;
 };
 
+// ---- atomic saves and their temporaries ------------------------------------------------
+//
+// A save writes "<path>.tmp.<pid>.<n>" next to its target and renames it over the target.
+// A writer killed before the rename (SIGKILL, OOM killer) leaves that temporary behind,
+// so every save first removes the ones an earlier, dead writer of the same path left.
+// The danger is removing a LIVE writer's temporary (another thread or process saving the
+// same path): its rename would then fail. A writer therefore holds an exclusive flock()
+// on its temporary from creation until after the rename, and only a temporary whose lock
+// can be taken is removed. The kernel drops a lock when its process dies, however it
+// dies, so a free lock means a dead (or finished) writer. The pid in the name cannot say
+// that: kill(pid, 0) is meaningless across pid namespaces (two containers saving into one
+// volume) and after the pid is reused.
+
+// "<digits>.<digits>": the part of a temporary's name after "<target>.tmp.".
+bool is_temporary_suffix(std::string_view suffix) {
+  const size_t dot = suffix.find('.');
+  auto digits = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  return dot != std::string_view::npos && digits(suffix.substr(0, dot)) && digits(suffix.substr(dot + 1));
+}
+
+// Whether `fd` is still the file called `path` (nobody removed or replaced the name).
+bool is_named(int fd, const std::string& path) {
+  struct stat open_file {}, named {};
+  return ::fstat(fd, &open_file) == 0 && ::lstat(path.c_str(), &named) == 0 && open_file.st_dev == named.st_dev &&
+         open_file.st_ino == named.st_ino;
+}
+
+// flock(), retried when a signal interrupts it.
+int lock_file(int fd, int operation) {
+  int rc;
+  do rc = ::flock(fd, operation);
+  while (rc != 0 && errno == EINTR);
+  return rc;
+}
+
+// Removes `temp` if no writer holds its lock. We hold the lock while unlinking, and
+// writers hold it until their rename, so the name cannot belong to a live writer then.
+void remove_if_abandoned(const std::string& temp) {
+  // O_NONBLOCK: a FIFO that happens to carry such a name must not block the save.
+  const int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && lock_file(fd, LOCK_EX | LOCK_NB) == 0 && is_named(fd, temp))
+    ::unlink(temp.c_str());
+  ::close(fd);  // drops the lock
+}
+
+// Removes the temporaries that killed saves of `path` left in its folder. Best effort:
+// a folder or file it cannot read is left as it is, and the save goes on.
+void remove_abandoned_temporaries(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.starts_with(prefix) && is_temporary_suffix(std::string_view(name).substr(prefix.size())))
+      remove_if_abandoned(it->path().string());
+  }
+}
+
 // Writes a file under a temporary name next to its target; commit() makes the bytes
 // durable and renames the file over the target. Until then the target is untouched, and
 // if commit() is never reached (an exception), the destructor removes the temporary.
+// The temporary stays locked (see above) as long as this object holds it.
 class AtomicFileWriter {
  public:
   explicit AtomicFileWriter(const FileErrors& err) : err_(err) {
@@ -125,11 +191,16 @@ class AtomicFileWriter {
       temp_ = detail::str(err_.path, ".tmp.", ::getpid(), ".", counter++);
       fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
       if (fd_ < 0 && (errno != EEXIST || attempt == 100)) err_.fail_errno("cannot create '", temp_, "'");
+      if (fd_ >= 0 && !lock_new_file()) {  // another save removed it before we locked it
+        ::close(fd_);
+        fd_ = -1;
+      }
     }
   }
   ~AtomicFileWriter() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(temp_.c_str());
+    if (fd_ < 0) return;
+    if (!committed_) ::unlink(temp_.c_str());  // before close(): still under our lock
+    ::close(fd_);
   }
   AtomicFileWriter(const AtomicFileWriter&) = delete;
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
@@ -140,15 +211,25 @@ class AtomicFileWriter {
     // fsync before rename: otherwise a crash could leave the new name pointing at a file
     // whose data never reached the disk.
     if (::fsync(fd_) != 0) err_.fail_errno("fsync of '", temp_, "' failed");
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) err_.fail_errno("close of '", temp_, "' failed");
+    // The file stays open (and locked) across the rename: closed first, it could be taken
+    // for a dead writer's temporary and removed before the rename.
     if (::rename(temp_.c_str(), err_.path.c_str()) != 0) err_.fail_errno("cannot rename '", temp_, "' over it");
     committed_ = true;
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) err_.fail_errno("written, but closing it failed");
     sync_parent_directory();
   }
 
  private:
+  // Locks the file just created. False if, between its creation and the lock, another
+  // save took it for an abandoned temporary and removed it. A filesystem without flock()
+  // leaves it unlocked: other saves cannot lock it either, so they never remove it.
+  bool lock_new_file() const {
+    if (lock_file(fd_, LOCK_EX) != 0) return true;
+    return is_named(fd_, temp_);
+  }
+
   // The rename lives in the directory: sync it too, so the new name survives a crash.
   void sync_parent_directory() const {
     std::string dir = std::filesystem::path(err_.path).parent_path().string();
@@ -272,6 +353,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   const DataLayout layout = layout_data_section(tensors);
   const std::string header = make_header(tensors, layout, metadata, err);
 
+  remove_abandoned_temporaries(path);
   AtomicFileWriter out(err);
   write_u64_le(out, header.size());
   out.write(header.data(), header.size());

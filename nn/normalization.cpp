@@ -1,5 +1,7 @@
 #include "kiln/nn/normalization.h"
 
+#include <algorithm>
+
 #include "kiln/core/factory.h"
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/normalization.h"
@@ -7,10 +9,18 @@
 
 namespace kiln::nn {
 
+namespace {
+// At least one dim, each of positive size (checked before numel_of, which would reject
+// a negative size without naming the layer).
+bool is_valid_normalized_shape(const Shape& shape) {
+  return !shape.empty() && std::all_of(shape.begin(), shape.end(), [](int64_t s) { return s > 0; });
+}
+}  // namespace
+
 LayerNorm::LayerNorm(Shape normalized_shape, double eps, bool elementwise_affine, bool with_bias)
     : shape_(std::move(normalized_shape)), eps_(eps) {
-  KILN_CHECK(!shape_.empty() && numel_of(shape_) > 0, "LayerNorm: normalized_shape ", shape_str(shape_),
-             " must be non-empty");
+  KILN_CHECK(is_valid_normalized_shape(shape_), "LayerNorm: normalized_shape ", shape_str(shape_),
+             " must be non-empty with positive sizes");
   if (elementwise_affine) {
     weight = register_parameter("weight", ones(shape_));
     if (with_bias) bias = register_parameter("bias", zeros(shape_));
@@ -25,8 +35,8 @@ std::string LayerNorm::extra_repr() const {
 
 RMSNorm::RMSNorm(Shape normalized_shape, double eps, bool elementwise_affine)
     : shape_(std::move(normalized_shape)), eps_(eps) {
-  KILN_CHECK(!shape_.empty() && numel_of(shape_) > 0, "RMSNorm: normalized_shape ", shape_str(shape_),
-             " must be non-empty");
+  KILN_CHECK(is_valid_normalized_shape(shape_), "RMSNorm: normalized_shape ", shape_str(shape_),
+             " must be non-empty with positive sizes");
   if (elementwise_affine) weight = register_parameter("weight", ones(shape_));
 }
 

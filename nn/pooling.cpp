@@ -16,6 +16,16 @@ int64_t effective_stride(int64_t stride, int64_t kernel) { return stride ? strid
 
 }  // namespace
 
+Size2 checked_pool_size(const char* layer, const char* what, Size2 size) {
+  KILN_CHECK(size.h > 0 && size.w > 0, layer, ": ", what, " must be positive, got ", pair_str(size));
+  return size;
+}
+
+int64_t checked_pool_size(const char* layer, const char* what, int64_t size) {
+  KILN_CHECK(size > 0, layer, ": ", what, " must be positive, got ", size);
+  return size;
+}
+
 std::string MaxPool2d::extra_repr() const {
   const MaxPool2dOptions& o = options_;
   return detail::str("kernel_size=", pair_str(kernel_size_),

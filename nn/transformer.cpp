@@ -10,6 +10,7 @@ namespace kiln::nn {
 
 TransformerBlock::TransformerBlock(int64_t d_model, int64_t num_heads, const TransformerBlockOptions& options)
     : d_model_(d_model), options_(options) {
+  KILN_CHECK(d_model > 0, "TransformerBlock: d_model must be positive, got ", d_model);
   const std::string& act = options.activation;
   KILN_CHECK(act == "gelu_tanh" || act == "gelu" || act == "relu", "TransformerBlock: activation must be ",
              "\"gelu_tanh\", \"gelu\" or \"relu\", got \"", act, "\"");

@@ -117,7 +117,7 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
 namespace {
 
 void check_layer_norm_args(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
-                           const Tensor& bias) {
+                           const Tensor& bias, double eps) {
   const char* op = "layer_norm";
   ops::check_cpu(op, {x});
   ops::check_floating(op, x);
@@ -135,6 +135,8 @@ void check_layer_norm_args(const Tensor& x, const Shape& normalized_shape, const
     KILN_CHECK(p->shape() == normalized_shape, op, ": ", name, " ", describe(*p), " must have the normalized_shape ",
                shape_str(normalized_shape));
   }
+  // A negative eps would make the rstd of a constant row NaN.
+  KILN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
 }
 
 Grads layer_norm_backward_fused(const Tensor& g, const Saved& s, int64_t n) {
@@ -174,7 +176,7 @@ Grads layer_norm_backward_composite(const Tensor& g, const Saved& s, const Shape
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
   KILN_PROFILE_SCOPE("layer_norm", x, weight, bias);
-  check_layer_norm_args(x, normalized_shape, weight, bias);
+  check_layer_norm_args(x, normalized_shape, weight, bias, eps);
   const int64_t n = numel_of(normalized_shape);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
   const TensorOptions like_x{.dtype = x.dtype()};

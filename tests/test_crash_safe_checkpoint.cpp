@@ -8,6 +8,11 @@
 // The children are this test binary run again with one hidden test case selected
 // (posix_spawn of /proc/self/exe, as in test_trainer.cpp: a fork()ed child of a process
 // that has used OpenMP may hang in its thread pool).
+//
+// A killed save leaves its temporary file ("<path>.tmp.<pid>.<n>") behind; the next save
+// of the same path removes it, but never the temporary of a writer that is still alive
+// (core/safetensors.cpp: writers hold an flock() on their temporary). Both are tested
+// here, the second with a writer that keeps saving while another process saves too.
 #include <kiln/nn/activation.h>
 #include <kiln/nn/data/dataloader.h>
 #include <kiln/nn/linear.h>
@@ -15,8 +20,10 @@
 #include <kiln/nn/optim/lr_scheduler.h>
 #include <kiln/nn/serialize.h>
 #include <kiln/nn/train/trainer.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,15 +109,12 @@ void create_marker(const std::string& path) {
   REQUIRE(out.good());
 }
 
-// The temporary files that killed saves left next to their target (see
-// core/safetensors.cpp: "<path>.tmp.<pid>.<n>"), removed; returns how many there were.
-int remove_leftover_temp_files(const fs::path& dir) {
+// How many temporary files of saves ("<path>.tmp.<pid>.<n>", see core/safetensors.cpp)
+// are in `dir` now.
+int count_temp_files(const fs::path& dir) {
   int count = 0;
-  for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
-    if (entry.path().filename().string().find(".tmp.") == std::string::npos) continue;
-    fs::remove(entry.path());
-    ++count;
-  }
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir))
+    count += entry.path().filename().string().find(".tmp.") != std::string::npos;
   return count;
 }
 
@@ -195,6 +199,7 @@ TEST_CASE("crash-safe checkpoint: SIGKILL at random moments of a save leaves the
   for (int kill = 0; kill < kKills; ++kill) {
     CAPTURE(kill);
     nn::save_checkpoint(path, old_one);
+    CHECK(count_temp_files(dir.path()) == 0);  // this save removed what the last kill left
     fs::remove(path + ".started");
     Child child(kSaverCase, kSaverVariable, path);
     child.wait_for(path + ".started");
@@ -202,7 +207,7 @@ TEST_CASE("crash-safe checkpoint: SIGKILL at random moments of a save leaves the
     child.kill();
 
     // A temporary file left behind means the kill landed inside a save, before its rename.
-    if (remove_leftover_temp_files(dir.path()) > 0) ++killed_mid_write;
+    if (count_temp_files(dir.path()) > 0) ++killed_mid_write;
     nn::TrainingCheckpoint on_disk;
     REQUIRE_NOTHROW(on_disk = nn::load_checkpoint(path));
     const bool is_old = same_checkpoint(on_disk, old_one), is_new = same_checkpoint(on_disk, new_one);
@@ -211,12 +216,76 @@ TEST_CASE("crash-safe checkpoint: SIGKILL at random moments of a save leaves the
     found_old += is_old;
     found_new += is_new;
   }
+  nn::save_checkpoint(path, old_one);
+  CHECK(count_temp_files(dir.path()) == 0);
   MESSAGE("save takes ", save_ms.count(), " ms; of ", kKills, " kills, ", killed_mid_write,
           " landed inside a save; the file held the old checkpoint ", found_old, " times, the new one ", found_new);
   // Without kills inside a save the test would prove nothing; both outcomes must occur.
   CHECK(killed_mid_write > 0);
   CHECK(found_old > 0);
   CHECK(found_new > 0);
+}
+
+// ---- part 1b: the temporaries of killed saves are removed, a live writer's never ---------------
+
+TEST_CASE("crash-safe checkpoint: a save removes dead writers' temporaries, not a live writer's") {
+  TempDir dir;
+  const std::string path = dir.file("model.safetensors");
+  const std::vector<std::pair<std::string, Tensor>> tensors = {{"w", ones({4})}};
+  auto exists = [&](const std::string& name) { return fs::exists(dir.file(name)); };
+  auto touch = [&](const std::string& name) { create_marker(dir.file(name)); };
+
+  // Temporaries of writers that died (nobody holds their lock), a live writer's (this
+  // test holds its lock, as a writer does from creation to rename), and names that only
+  // look like temporaries of this path.
+  touch("model.safetensors.tmp.4242.0");
+  touch("model.safetensors.tmp.1.17");
+  touch("model.safetensors.tmp.77.3");
+  const int live = ::open(dir.file("model.safetensors.tmp.77.3").c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(live >= 0);
+  REQUIRE(::flock(live, LOCK_EX | LOCK_NB) == 0);
+  for (const char* other : {"model.safetensors.tmp.12", "model.safetensors.tmp.x.1", "other.safetensors.tmp.5.0",
+                            "model.safetensors.tmp.5.0.bak"})
+    touch(other);
+
+  save_safetensors(path, tensors);
+  CHECK_FALSE(exists("model.safetensors.tmp.4242.0"));
+  CHECK_FALSE(exists("model.safetensors.tmp.1.17"));
+  CHECK(exists("model.safetensors.tmp.77.3"));  // its writer is alive
+  for (const char* other : {"model.safetensors.tmp.12", "model.safetensors.tmp.x.1", "other.safetensors.tmp.5.0",
+                            "model.safetensors.tmp.5.0.bak"})
+    CHECK(exists(other));
+
+  ::close(live);  // the writer dies: its lock goes with it
+  save_safetensors(path, tensors);
+  CHECK_FALSE(exists("model.safetensors.tmp.77.3"));
+  CHECK(load_safetensors(path).find("w").to_vector<double>() == std::vector<double>(4, 1.0));
+}
+
+TEST_CASE("crash-safe checkpoint: saves from two processes at once never remove each other's temporary") {
+  // A child saves checkpoints to the path without end while this process saves to it
+  // too, each save first sweeping the folder for abandoned temporaries. If a sweep took
+  // the child's open temporary, the child's rename would fail, its test case would end
+  // with an error, and it would exit before the kill below.
+  constexpr int kParentSaves = 40;
+  TempDir dir;
+  const std::string path = dir.file("latest.ckpt.safetensors");
+  const nn::TrainingCheckpoint old_one = known_checkpoint(0), new_one = known_checkpoint(1);
+  nn::save_checkpoint(path, old_one);
+  Child child(kSaverCase, kSaverVariable, path);
+  child.wait_for(path + ".started");
+  int saw_child_temp = 0;
+  for (int i = 0; i < kParentSaves; ++i) {
+    saw_child_temp += count_temp_files(dir.path()) > 0;
+    nn::save_checkpoint(path, i % 2 ? old_one : new_one);
+  }
+  child.kill();  // requires that the child was still saving, i.e. never failed
+  MESSAGE(kParentSaves, " saves beside a live writer; its temporary was there before ", saw_child_temp, " of them");
+  CHECK(saw_child_temp > 0);  // otherwise the sweeps never met a live temporary
+  const nn::TrainingCheckpoint on_disk = nn::load_checkpoint(path);
+  CHECK((same_checkpoint(on_disk, old_one) || same_checkpoint(on_disk, new_one)));
+  nn::save_checkpoint(path, old_one);
+  CHECK(count_temp_files(dir.path()) == 0);  // the killed child's temporary, if any, is gone
 }
 
 // ---- part 2: killing a training run, resuming from what is on disk -------------------------
@@ -314,7 +383,7 @@ TEST_CASE("crash-safe checkpoint: a run killed while checkpointing resumes with 
     child.wait_for((fs::path(ckpt_dir) / "started").string());
     clock.sleep();
     child.kill();
-    if (remove_leftover_temp_files(ckpt_dir) > 0) ++killed_mid_write;
+    if (count_temp_files(ckpt_dir) > 0) ++killed_mid_write;
 
     // A fresh process (here: fresh objects with other weights) resumes from the file.
     Run resumed(/*seed=*/999);
@@ -322,6 +391,7 @@ TEST_CASE("crash-safe checkpoint: a run killed while checkpointing resumes with 
     REQUIRE(step >= 1);
     resumed_at.push_back(step);
     tails[step] = resumed.train({.max_steps = step + kStepsAfterResume, .checkpoint_dir = ckpt_dir, .resume = true});
+    CHECK(count_temp_files(ckpt_dir) == 0);  // the resumed run's checkpoint removed the killed one's temporary
   }
 
   // One uninterrupted run, as long as the latest resume point needs.
