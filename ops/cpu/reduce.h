@@ -71,7 +71,7 @@ bool is_nan(T x) {
 template <bool kMax, class T>
 bool beats(T candidate, T best) {
   const bool better = kMax ? candidate > best : candidate < best;
-  return better | (is_nan(candidate) & !is_nan(best));
+  return better || (is_nan(candidate) && !is_nan(best));
 }
 
 // The max (kMax) or min of a and x. Two selects rather than beats(): GCC vectorises this
