@@ -1,7 +1,10 @@
 // Activations: values (golden from PyTorch), stability at large |x|, gradcheck,
 // double backward (gradcheck of the gradient, and analytic second derivatives), errors.
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <limits>
+#include <string>
 
 #include "golden/elementwise_golden.h"
 #include "helpers.h"
@@ -144,6 +147,134 @@ TEST_CASE("double backward matches the analytic second derivatives") {
   check_values(second([](const Tensor& t) { return silu(t); }), silu2, 1e-12, 1e-10);
   // softplus' = sigmoid, so softplus'' = sigmoid' (below the threshold)
   check_values(second([](const Tensor& t) { return softplus(t); }), sigmoid1, 1e-12, 1e-10);
+}
+
+// ---- the fused GELU kernels against the exact formulas ----------------------------------------
+
+namespace {
+
+using Exact = long double;
+
+// gelu(x) and gelu'(x) in long double, each with the scale its error is measured against:
+// the value itself for gelu, the larger of its two terms for gelu' (which crosses 0 near
+// x = -0.75, where they cancel).
+struct GeluReference {
+  Exact value, derivative, derivative_scale;
+};
+
+GeluReference exact_gelu(Exact x, bool tanh_form) {
+  if (!tanh_form) {
+    const Exact cdf = 0.5L * std::erfc(-x / std::sqrt(2.0L));
+    const Exact x_pdf = x * std::exp(-x * x / 2) / std::sqrt(2 * M_PIl);
+    return {x * cdf, cdf + x_pdf, std::max(std::fabs(cdf), std::fabs(x_pdf))};
+  }
+  const Exact u = std::sqrt(2 / M_PIl) * (x + 0.044715L * x * x * x);
+  const Exact du = std::sqrt(2 / M_PIl) * (1 + 3 * 0.044715L * x * x);
+  const Exact e = std::exp(-2 * std::fabs(u));  // sigmoid(2u) without overflow
+  const Exact s = (u >= 0 ? 1 : e) / (1 + e);
+  const Exact slope = 2 * x * e / ((1 + e) * (1 + e)) * du;
+  return {x * s, s + slope, std::max(std::fabs(s), std::fabs(slope))};
+}
+
+// The relative error allowed, in units of the dtype's epsilon. The tanh form is
+// ill-conditioned for x < 0: one rounding in u = sqrt(2/pi) (x + 0.044715 x^3) is
+// multiplied by |2 x u'(x)| (170 at x = -9) in exp(-2|u|), in any implementation. The
+// exact form's f32 kernel has no such term (it splits x^2 exactly); its f64 one rounds
+// erfc's argument x/sqrt 2, which costs x^2.
+double allowed_epsilons(double x, bool tanh_form, DType dtype) {
+  const double condition = tanh_form ? std::fabs(2 * x * 0.7978845608 * (1 + 3 * 0.044715 * x * x))
+                           : dtype == f64 ? x * x
+                                          : 0;
+  return 8 + 2 * std::min(condition, 1e6);
+}
+
+std::vector<double> wide_range_of_x() {
+  std::vector<double> xs = {0.0, 1e-30, -1e-30, 1e-7, -1e-7, 10, -10, 1e4, -1e4, 1e30, -1e30};
+  for (double x = -14; x <= 14; x += 0.01) xs.push_back(x);
+  return xs;
+}
+
+// Runs the fused forward and backward (through the public op) in `dtype` and compares with
+// exact_gelu on the values the dtype holds.
+void check_gelu_kernel(const std::string& approximate, DType dtype) {
+  const bool tanh_form = approximate == "tanh";
+  const Tensor x = from_vector(wide_range_of_x(), {.dtype = dtype}).requires_grad_();
+  const Tensor y = gelu(x, approximate);
+  const Tensor dy = grad({y}, {x}, {.grad_outputs = {ones_like(x)}})[0];
+  const std::vector<double> xv = x.to_vector<double>(), yv = y.to_vector<double>(), dyv = dy.to_vector<double>();
+  const double epsilon = dtype == f32 ? 0x1p-23 : 0x1p-52;
+  const double smallest = dtype == f32 ? 0x1p-100 : 0x1p-1000;  // the exps flush below this
+  for (size_t i = 0; i < xv.size(); ++i) {
+    CAPTURE(xv[i]);
+    const GeluReference ref = exact_gelu(xv[i], tanh_form);
+    const double tolerance = allowed_epsilons(xv[i], tanh_form, dtype) * epsilon;
+    CHECK(std::fabs(yv[i] - ref.value) <= tolerance * std::fabs(ref.value) + smallest);
+    CHECK(std::fabs(dyv[i] - ref.derivative) <= tolerance * ref.derivative_scale + smallest);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gelu's fused kernels match the exact formulas from -1e30 to 1e30, f32 and f64") {
+  for (const char* approximate : {"none", "tanh"}) {
+    for (DType dtype : {f32, f64}) {
+      CAPTURE(approximate);
+      CAPTURE(dtype_name(dtype));
+      check_gelu_kernel(approximate, dtype);
+    }
+  }
+}
+
+TEST_CASE("gelu at infinities and NaN: inf, NaN (-inf * 0) and NaN, as in PyTorch") {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const char* approximate : {"none", "tanh"}) {
+    for (DType dtype : {f32, f64}) {
+      CAPTURE(approximate);
+      CAPTURE(dtype_name(dtype));
+      const Tensor x = from_vector<double>({inf, -inf, kNaN}, {.dtype = dtype}).requires_grad_();
+      const Tensor y = gelu(x, approximate);
+      check_values(y, {inf, kNaN, kNaN}, 0, 0);
+      // gelu' is 1 at +inf and 0 at -inf (its limits); NaN stays NaN.
+      check_values(grad({y}, {x}, {.grad_outputs = {ones_like(x)}})[0], {1, 0, kNaN}, 0, 0);
+    }
+  }
+}
+
+TEST_CASE("gelu on a non-contiguous input equals gelu on its contiguous copy, forward and backward") {
+  manual_seed(13);
+  for (const char* approximate : {"none", "tanh"}) {
+    CAPTURE(approximate);
+    const Tensor base = randn({64, 48}) * 3.0;
+    const Tensor strided = base.t().slice(0, 1, 40, 2);  // transposed and stepped
+    REQUIRE_FALSE(strided.is_contiguous());
+    check_close(gelu(strided, approximate), gelu(strided.contiguous(), approximate), 0, 0);
+
+    const Tensor g = randn(strided.shape());
+    const Tensor a = strided.detach().requires_grad_(), b = strided.contiguous().requires_grad_();
+    const Tensor da = grad({gelu(a, approximate)}, {a}, {.grad_outputs = {g.t().contiguous().t()}})[0];
+    const Tensor db = grad({gelu(b, approximate)}, {b}, {.grad_outputs = {g}})[0];
+    check_close(da, db, 0, 0);
+  }
+}
+
+TEST_CASE("gelu's fused backward is differentiable in the incoming gradient and in x") {
+  manual_seed(14);
+  const Tensor x = leaf64({2, 3}, 2.0), g = leaf64({2, 3});
+  for (const char* approximate : {"none", "tanh"}) {
+    CAPTURE(approximate);
+    // dx = g * gelu'(x) as a function of (x, g). As in derivative() above, gradcheck also
+    // calls it on plain copies under NoGradGuard: then it differentiates a fresh leaf.
+    check_gradients(
+        [&](const std::vector<Tensor>& in) {
+          const bool recording = in[0].requires_grad() && GradMode::is_enabled();
+          GradModeGuard enable(true);
+          const Tensor leaf = recording ? in[0] : in[0].detach().requires_grad_();
+          const Tensor dx =
+              grad({gelu(leaf, approximate)}, {leaf}, {.create_graph = recording, .grad_outputs = {in[1]}})[0];
+          return recording ? dx : dx.detach();
+        },
+        {x, g});
+  }
 }
 
 // ---- errors ---------------------------------------------------------------------------------
