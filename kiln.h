@@ -1,7 +1,8 @@
 // kiln: one include for the whole library.  #include <kiln/kiln.h>
 #pragma once
 
-// core: tensors, dtypes, devices, factories, RNG, safetensors files
+// core: tensors, dtypes, devices, factories, RNG, safetensors files, the CPU allocator's stats
+#include "kiln/core/cpu_allocator.h"
 #include "kiln/core/device.h"
 #include "kiln/core/dtype.h"
 #include "kiln/core/error.h"

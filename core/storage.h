@@ -13,7 +13,8 @@ namespace kiln {
 
 class Storage {
  public:
-  // Allocates nbytes (64-byte aligned on CPU) on `device`. Contents are uninitialised.
+  // Allocates nbytes on `device` (on CPU from core/cpu_allocator.h: 64-byte aligned, cached).
+  // Contents are uninitialised.
   Storage(size_t nbytes, Device device);
   // Wraps memory the caller owns; `deleter` (may be empty) runs when the storage dies.
   Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> deleter);
@@ -36,10 +37,6 @@ class Storage {
   bool owned_ = false;
   uint64_t version_ = 0;
 };
-
-// The CPU allocator: 64-byte aligned, throws kiln::Error on failure.
-void* cpu_allocate(size_t nbytes);
-void cpu_free(void* p, size_t nbytes);
 
 // Hooks the CUDA backend installs so core/ never depends on cuda/.
 struct DeviceAllocator {

@@ -5,6 +5,8 @@
 // destruction) and restarted from the position without skipping or repeating a batch.
 #include "kiln/nn/data/dataloader.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -95,6 +97,11 @@ class BatchPrefetcher {
 
  private:
   void produce(int64_t first, int64_t last) {
+    // This thread overlaps with the training thread, whose OpenMP teams already use every
+    // core: a team of our own (a new thread starts with OMP_NUM_THREADS, not with the
+    // trainer's omp_set_num_threads) would oversubscribe them, and every parallel region
+    // of the step would then wait at its barrier for a descheduled thread.
+    omp_set_num_threads(1);
     try {
       for (int64_t b = first; b < last; ++b) {
         if (!wait_for_room()) return;
