@@ -11,7 +11,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -63,8 +62,7 @@ void check_shared_inference(const Forward& forward, const std::vector<Tensor>& i
   const std::vector<std::vector<double>> expected = single_threaded(forward, inputs);
   std::atomic<int> mismatches{0}, runs{0};
   run_threads(2, [&](int t) {
-    std::optional<NoGradGuard> guard;
-    if (no_grad) guard.emplace();
+    const GradModeGuard mode(!no_grad);
     for (int r = 0; r < rounds; ++r) {
       const size_t i = static_cast<size_t>(t + r) % inputs.size();
       if (forward(inputs[i]).to_vector<double>() != expected[i]) ++mismatches;
@@ -153,15 +151,17 @@ TEST_CASE("grad mode is per thread: one thread's NoGradGuard does not switch ano
   std::barrier sync(2);
   std::atomic<bool> recorded[2][2] = {};  // [thread][phase]: did its result record a graph?
   run_threads(2, [&](int t) {
-    std::optional<NoGradGuard> guard;
-    if (t == 0) guard.emplace();
+    // Switched by hand rather than with scoped guards: thread 0 leaves grad-off mode in
+    // the middle of the thread's body.
+    if (t == 0) GradMode::set_enabled(false);
     sync.arrive_and_wait();
     recorded[t][0] = (w * 2.0).requires_grad();
     sync.arrive_and_wait();
-    if (t == 0) guard.reset();
-    if (t == 1) guard.emplace();
+    if (t == 0) GradMode::set_enabled(true);
+    if (t == 1) GradMode::set_enabled(false);
     sync.arrive_and_wait();
     recorded[t][1] = (w * 2.0).requires_grad();
+    GradMode::set_enabled(true);
   });
   CHECK_FALSE(recorded[0][0]);  // thread 0 under its guard
   CHECK(recorded[1][0]);        // thread 1 untouched by it
