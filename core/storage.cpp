@@ -5,19 +5,11 @@
 
 namespace kiln {
 
-namespace {
-DeviceAllocator g_cuda_allocator;
-}  // namespace
-
-void set_cuda_allocator(DeviceAllocator allocator) { g_cuda_allocator = allocator; }
-
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device), owned_(true) {
   if (device.is_cpu()) {
     data_ = cpu_allocate(nbytes);
   } else {
-    KILN_CHECK(g_cuda_allocator.allocate != nullptr,
-               "kiln was built without CUDA: cannot allocate on ", device.str());
-    data_ = nbytes ? g_cuda_allocator.allocate(nbytes, device.index) : nullptr;
+    data_ = nbytes ? cuda_allocate(nbytes, device.index) : nullptr;
   }
 }
 
@@ -32,8 +24,8 @@ Storage::~Storage() {
   if (!data_) return;
   if (device_.is_cpu()) {
     cpu_free(data_, nbytes_);
-  } else if (g_cuda_allocator.free) {
-    g_cuda_allocator.free(data_, nbytes_, device_.index);
+  } else {
+    cuda_free(data_, nbytes_, device_.index);
   }
 }
 

@@ -38,11 +38,12 @@ class Storage {
   uint64_t version_ = 0;
 };
 
-// Hooks the CUDA backend installs so core/ never depends on cuda/.
-struct DeviceAllocator {
-  void* (*allocate)(size_t nbytes, int device_index) = nullptr;
-  void (*free)(void* p, size_t nbytes, int device_index) = nullptr;
-};
-void set_cuda_allocator(DeviceAllocator allocator);
+// GPU memory for Storage. Declared here and defined by the CUDA backend (the caching
+// allocator in cuda/allocator.cu) or, in a build without it, by cuda/without_cuda.cpp,
+// whose cuda_allocate throws "kiln was built without CUDA". A link-time seam rather than
+// a hook installed at startup: core/ includes no CUDA header, and a static libkiln.a
+// cannot drop the allocator from a program that makes a GPU tensor.
+void* cuda_allocate(size_t nbytes, int device_index);
+void cuda_free(void* p, size_t nbytes, int device_index) noexcept;
 
 }  // namespace kiln

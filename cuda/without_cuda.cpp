@@ -1,13 +1,21 @@
 // The cuda:: entry points of a build without the CUDA backend (KILN_CUDA=OFF or no
-// toolkit found). Compiled instead of the cuda/*.cu sources, so device.h needs no #ifdef.
+// toolkit found). Compiled instead of the cuda/*.cu sources, so the public cuda/
+// headers need no #ifdef: queries answer "no GPU", memory figures are zero, and
+// anything that would touch a GPU throws kiln::Error.
+#include <atomic>
+
 #include "kiln/core/error.h"
+#include "kiln/core/storage.h"
+#include "kiln/cuda/copy.h"
 #include "kiln/cuda/device.h"
+#include "kiln/cuda/memory.h"
 
 namespace kiln::cuda {
 
 namespace {
 constexpr const char* kNotBuilt = "kiln was built without CUDA";
-}
+std::atomic<bool> g_allow_tf32{false};
+}  // namespace
 
 bool is_built() { return false; }
 
@@ -15,8 +23,43 @@ bool is_available() { return false; }
 
 int device_count() { return 0; }
 
-std::string device_name(int index) { throw Error(detail::str("cuda::device_name: ", kNotBuilt)); }
+std::string device_name(int) { throw Error(detail::str("cuda::device_name: ", kNotBuilt)); }
 
 std::string unavailable_reason() { return kNotBuilt; }
 
+void synchronize(int) { throw Error(detail::str("cuda::synchronize: ", kNotBuilt)); }
+
+// A setting with no GPU to apply it to: kept, so a program that sets it runs anywhere.
+void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
+bool allow_tf32() { return g_allow_tf32.load(); }
+
+MemoryStats memory_stats(int) { return {}; }
+
+void reset_peak_memory_stats(int) {}
+
+void empty_cache() {}
+
+void copy_host_to_device(void*, const void*, size_t, int) { throw Error(detail::str("cuda copy: ", kNotBuilt)); }
+
+void copy_device_to_host(void*, const void*, size_t, int) { throw Error(detail::str("cuda copy: ", kNotBuilt)); }
+
+void copy_device_to_device(void*, int, const void*, int, size_t) {
+  throw Error(detail::str("cuda copy: ", kNotBuilt));
+}
+
+void strided_copy(void*, const void*, int64_t, const int64_t*, const int64_t*, int, int) {
+  throw Error(detail::str("cuda copy: ", kNotBuilt));
+}
+
 }  // namespace kiln::cuda
+
+namespace kiln {
+
+void* cuda_allocate(size_t nbytes, int device) {
+  throw Error(detail::str("cannot allocate ", nbytes, " bytes on cuda:", device, ": ", cuda::kNotBuilt));
+}
+
+// Nothing was ever allocated on a GPU in this build.
+void cuda_free(void*, size_t, int) noexcept {}
+
+}  // namespace kiln

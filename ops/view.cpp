@@ -9,6 +9,8 @@
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/copy.h"
+#include "kiln/cuda/device.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/cast.h"
 #include "kiln/ops/cpu/loops.h"
@@ -272,8 +274,20 @@ Tensor Tensor::expand(const Shape& target) const {
 
 namespace {
 
+// CUDA half of copy_as: a gather into a fresh buffer on the same GPU. Converting dtypes
+// there needs the elementwise kernels, which the CUDA backend does not have yet.
+Tensor cuda_copy_as(const Tensor& src, DType dtype) {
+  KILN_CHECK(dtype == src.dtype(), "copy: converting ", describe(src), " to ", dtype_name(dtype), " on ",
+             src.device().str(), " is not supported yet; convert on the cpu");
+  Tensor out = empty(src.shape(), {.dtype = dtype, .device = src.device()});
+  cuda::strided_copy(out.raw_data(), src.raw_data(), static_cast<int64_t>(element_size(dtype)), src.shape().data(),
+                     src.strides().data(), static_cast<int>(src.dim()), src.device().index);
+  return out;
+}
+
 // A fresh contiguous tensor with src's values converted to `dtype` (no autograd).
 Tensor copy_as(const Tensor& src, DType dtype) {
+  if (src.defined() && src.device().is_cuda()) return cuda_copy_as(src, dtype);
   ops::check_cpu("copy", {src});
   Tensor out = empty(src.shape(), {.dtype = dtype});
   dispatch_all(src.dtype(), "copy", [&]<class S>() {
@@ -315,10 +329,25 @@ Tensor Tensor::to(DType target) const {
   return out;
 }
 
+// Copies move contiguous bytes, so a strided source is first made contiguous on its own
+// device. Only a copy to the CPU waits for the GPU (cuda/copy.h); the others are queued.
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
-  throw Error(detail::str("to: cannot move ", describe(*this), " from ", device().str(), " to ", target.str(),
-                          ": kiln was built without CUDA"));
+  KILN_CHECK(cuda::is_built(), "to: cannot move ", describe(*this), " from ", device().str(), " to ", target.str(),
+             ": kiln was built without CUDA");
+  KILN_PROFILE_SCOPE("to", *this);
+  const Tensor src = is_contiguous() ? *this : copy_as(*this, dtype());
+  Tensor out = empty(shape(), {.dtype = dtype(), .device = target});
+  const size_t nbytes = static_cast<size_t>(numel()) * element_size(dtype());
+  if (device().is_cpu()) cuda::copy_host_to_device(out.raw_data(), src.raw_data(), nbytes, target.index);
+  else if (target.is_cpu()) cuda::copy_device_to_host(out.raw_data(), src.raw_data(), nbytes, device().index);
+  else cuda::copy_device_to_device(out.raw_data(), target.index, src.raw_data(), device().index, nbytes);
+  if (is_floating(dtype())) {
+    autograd::record("to", out, {*this}, {}, [from = device()](const Tensor& g, const Saved&) {
+      return Grads{g.to(from)};
+    });
+  }
+  return out;
 }
 
 }  // namespace kiln

@@ -1,0 +1,201 @@
+// The CUDA caching allocator (see memory.h for why one is needed).
+//
+// Every request is rounded up to a size class; a freed block goes to its class's free
+// list and the next request of that class takes it back, with no CUDA call. Classes:
+// multiples of 512 bytes up to 1 MiB, above that 8 classes per power of two (so a block
+// is at most 12.5% larger than asked). A training step asks for the same sizes every
+// iteration, so after the first step every request is a cache hit.
+//
+// Stream order makes the reuse safe without events: all kiln work on a device runs on
+// its one stream (stream.h). When the host frees a block, kernels that read or write it
+// may still be queued; the block's next owner can only queue work behind them.
+//
+// When cudaMalloc fails, the allocator returns its cached blocks to CUDA and tries once
+// more; if that fails too, the error names the request and the allocator's figures.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "kiln/core/error.h"
+#include "kiln/core/storage.h"
+#include "kiln/cuda/check.h"
+#include "kiln/cuda/memory.h"
+#include "kiln/cuda/stream.h"
+
+namespace kiln::cuda {
+
+namespace {
+
+constexpr size_t kGranule = 512;             // cudaMalloc aligns to 256; every block is a multiple of 512
+constexpr size_t kFineLimit = size_t(1) << 20;  // up to here classes are kGranule apart
+constexpr int kClassesPerOctave = 8;          // above it, 8 classes per power of two
+
+size_t size_class(size_t nbytes) {
+  if (nbytes <= kFineLimit) return (nbytes + kGranule - 1) / kGranule * kGranule;
+  int top = 0;  // floor(log2(nbytes))
+  while ((nbytes >> (top + 1)) != 0) ++top;
+  const size_t step = size_t(1) << (top - 3);  // 2^top / kClassesPerOctave
+  static_assert(kClassesPerOctave == 8, "step above assumes 8 classes per octave");
+  return (nbytes + step - 1) / step * step;
+}
+
+// "12.5 MiB", "3.0 GiB": the unit that keeps the number readable, one decimal.
+std::string format_bytes(int64_t bytes) {
+  char text[64];
+  const double b = static_cast<double>(bytes);
+  if (b >= double(1 << 30)) std::snprintf(text, sizeof text, "%.1f GiB", b / double(1 << 30));
+  else if (b >= double(1 << 20)) std::snprintf(text, sizeof text, "%.1f MiB", b / double(1 << 20));
+  else std::snprintf(text, sizeof text, "%lld bytes", static_cast<long long>(bytes));
+  return text;
+}
+
+struct DeviceCache {
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> cached blocks
+  std::unordered_map<void*, size_t> live_blocks;               // block -> its size class
+  MemoryStats stats;
+};
+
+class CachingAllocator {
+ public:
+  void* allocate(size_t nbytes, int device) {
+    const size_t size = size_class(nbytes);
+    set_device(device);  // checks the index before it sizes any table
+    std::lock_guard<std::mutex> lock(mutex_);
+    DeviceCache& cache = device_cache(device);
+    void* block = nullptr;
+    auto cached = cache.free_blocks.find(size);
+    if (cached != cache.free_blocks.end() && !cached->second.empty()) {
+      block = cached->second.back();
+      cached->second.pop_back();
+      ++cache.stats.cache_hits;
+    } else {
+      block = device_malloc(size, nbytes, device, cache);
+      ++cache.stats.device_allocs;
+      cache.stats.reserved += static_cast<int64_t>(size);
+      cache.stats.peak_reserved = std::max(cache.stats.peak_reserved, cache.stats.reserved);
+    }
+    cache.live_blocks.emplace(block, size);
+    cache.stats.allocated += static_cast<int64_t>(size);
+    cache.stats.peak_allocated = std::max(cache.stats.peak_allocated, cache.stats.allocated);
+    return block;
+  }
+
+  // Runs in Storage's destructor, so it must not throw.
+  void free(void* block, int device) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    DeviceCache& cache = device_cache(device);
+    auto live = cache.live_blocks.find(block);
+    if (live == cache.live_blocks.end()) {
+      // A pointer this allocator never handed out: a bug in kiln. Keep going (leaking
+      // is better than corrupting the cache) but say so.
+      std::fprintf(stderr, "kiln: cuda allocator asked to free %p on cuda:%d, which it does not own\n", block, device);
+      return;
+    }
+    cache.stats.allocated -= static_cast<int64_t>(live->second);
+    cache.free_blocks[live->second].push_back(block);
+    cache.live_blocks.erase(live);
+  }
+
+  MemoryStats stats(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<size_t>(device) < caches_.size() ? caches_[device].stats : MemoryStats{};
+  }
+
+  void reset_peaks(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (static_cast<size_t>(device) >= caches_.size()) return;  // never used: nothing to reset
+    MemoryStats& s = caches_[device].stats;
+    s.peak_allocated = s.allocated;
+    s.peak_reserved = s.reserved;
+  }
+
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t device = 0; device < caches_.size(); ++device) release_cached(static_cast<int>(device), caches_[device]);
+  }
+
+ private:
+  DeviceCache& device_cache(int device) {
+    if (caches_.size() <= static_cast<size_t>(device)) caches_.resize(device + 1);
+    return caches_[device];
+  }
+
+  // cudaFree on every cached block of `device` (it waits for the device, so no queued
+  // kernel can still be using one).
+  static void release_cached(int device, DeviceCache& cache) {
+    set_device(device);
+    for (auto& [size, blocks] : cache.free_blocks) {
+      for (void* block : blocks) {
+        KILN_CUDA_CHECK(cudaFree(block));
+        cache.stats.reserved -= static_cast<int64_t>(size);
+      }
+      blocks.clear();
+    }
+  }
+
+  void* device_malloc(size_t size, size_t requested, int device, DeviceCache& cache) {
+    void* block = nullptr;
+    cudaError_t error = cudaMalloc(&block, size);
+    if (error == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();  // clear it before trying again
+      release_cached(device, cache);
+      error = cudaMalloc(&block, size);
+    }
+    if (error == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      size_t free_bytes = 0, total_bytes = 0;
+      (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+      (void)cudaGetLastError();
+      throw Error(kiln::detail::str("CUDA out of memory: tried to allocate ", format_bytes(static_cast<int64_t>(requested)),
+                                    " on cuda:", device, " (kiln: ", format_bytes(cache.stats.allocated), " allocated, ",
+                                    format_bytes(cache.stats.reserved), " reserved; device: ",
+                                    format_bytes(static_cast<int64_t>(free_bytes)), " free of ",
+                                    format_bytes(static_cast<int64_t>(total_bytes)), ")"));
+    }
+    KILN_CUDA_CHECK(error);
+    return block;
+  }
+
+  std::mutex mutex_;
+  std::vector<DeviceCache> caches_;
+};
+
+CachingAllocator& allocator() {
+  // Never destroyed: tensors in static objects may be freed after this file's statics
+  // would be, and cudaFree during the runtime's own teardown fails anyway; the process
+  // exit returns the memory.
+  static CachingAllocator* a = new CachingAllocator;
+  return *a;
+}
+
+}  // namespace
+
+MemoryStats memory_stats(int device) {
+  KILN_CHECK(device >= 0, "cuda::memory_stats: device index ", device, " is negative");
+  return allocator().stats(device);
+}
+
+void reset_peak_memory_stats(int device) {
+  KILN_CHECK(device >= 0, "cuda::reset_peak_memory_stats: device index ", device, " is negative");
+  allocator().reset_peaks(device);
+}
+
+void empty_cache() { allocator().empty_cache(); }
+
+}  // namespace kiln::cuda
+
+// Storage (core/storage.h) allocates device memory through these two functions. core/
+// declares them and the backend defines them (cuda/without_cuda.cpp in a CPU-only
+// build), so core needs no CUDA header and every program links the allocator.
+namespace kiln {
+
+void* cuda_allocate(size_t nbytes, int device) { return cuda::allocator().allocate(nbytes, device); }
+
+void cuda_free(void* block, size_t, int device) noexcept { cuda::allocator().free(block, device); }
+
+}  // namespace kiln

@@ -1,0 +1,51 @@
+// One lazily created stream per device (see stream.h).
+#include "kiln/cuda/stream.h"
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kiln/core/error.h"
+#include "kiln/cuda/check.h"
+#include "kiln/cuda/device.h"
+
+namespace kiln::cuda {
+
+namespace {
+
+struct Streams {
+  std::mutex mutex;
+  std::vector<cudaStream_t> by_device;  // nullptr until first use
+};
+
+Streams& streams() {
+  // Never destroyed: kernels may still be queued when static destructors run, and
+  // destroying a stream then would race the CUDA runtime's own teardown.
+  static Streams* s = new Streams;
+  return *s;
+}
+
+}  // namespace
+
+void set_device(int device) {
+  // The visible devices are fixed when the CUDA runtime starts; ask once, not per launch.
+  static const int count = device_count();
+  KILN_CHECK(device >= 0 && device < count, "cuda: device index ", device, " is out of range (", count,
+             count == 1 ? " device" : " devices", " visible",
+             count == 0 ? kiln::detail::str(": ", unavailable_reason()) : std::string(), ")");
+  KILN_CUDA_CHECK(cudaSetDevice(device));
+}
+
+cudaStream_t stream(int device) {
+  set_device(device);
+  Streams& s = streams();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.by_device.size() <= static_cast<size_t>(device)) s.by_device.resize(device + 1, nullptr);
+  cudaStream_t& slot = s.by_device[device];
+  if (slot == nullptr) KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&slot, cudaStreamNonBlocking));
+  return slot;
+}
+
+void synchronize(int device) { KILN_CUDA_CHECK(cudaStreamSynchronize(stream(device))); }
+
+}  // namespace kiln::cuda
