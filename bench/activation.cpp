@@ -36,6 +36,8 @@
 #include <kiln/ops/cpu/activation.h>
 #include <kiln/ops/map.h>
 
+#include "timing.h"
+
 using namespace kiln;
 using cpu::GeluApproximation;
 
@@ -77,16 +79,7 @@ Tensor before_gelu_backward(const Tensor& g, const Tensor& x, GeluApproximation 
 
 // ---- throughput ----------------------------------------------------------------------------
 
-double best_seconds(const std::function<void()>& f, int repeats) {
-  f();
-  double best = 1e30;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
+using kiln::bench::best_seconds;
 
 void report_speed(GeluApproximation a, const char* pass, const char* impl, int64_t n, int tensors, double seconds) {
   const double gbps = static_cast<double>(tensors) * static_cast<double>(n) * sizeof(float) / seconds * 1e-9;

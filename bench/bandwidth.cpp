@@ -27,22 +27,16 @@
 #include <kiln/ops/cpu/loops.h>
 #include <kiln/ops/cpu/softmax.h>
 
+#include "timing.h"
+
 using namespace kiln;
 
 namespace {
 
 constexpr int kRepeats = 30;
 
-// Best wall time of `repeats` runs of f, after one warm-up run.
 double best_seconds(const std::function<void()>& f, int repeats = kRepeats) {
-  f();
-  double best = 1e30;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
+  return kiln::bench::best_seconds(f, repeats);
 }
 
 struct Stream {
