@@ -30,9 +30,9 @@ Streams& streams() {
 void set_device(int device) {
   // The visible devices are fixed when the CUDA runtime starts; ask once, not per launch.
   static const int count = device_count();
-  KILN_CHECK(device >= 0 && device < count, "cuda: device index ", device, " is out of range (", count,
+  KILN_CHECK(device >= 0 && device < count, "cuda:", device, " is not available: ", count,
              count == 1 ? " device" : " devices", " visible",
-             count == 0 ? kiln::detail::str(": ", unavailable_reason()) : std::string(), ")");
+             count == 0 ? kiln::detail::str(" (", unavailable_reason(), ")") : std::string());
   KILN_CUDA_CHECK(cudaSetDevice(device));
 }
 
