@@ -7,23 +7,16 @@
 // that only grows) shows up as resident memory that keeps growing.
 #pragma once
 
-#include <unistd.h>
-
 #include <cstdint>
-#include <fstream>
 #include <memory>
 
 #include <kiln/kiln.h>
 
+#include "process_memory.h"
+
 namespace kiln::soak {
 
-// This process's resident set size in bytes (the second field of /proc/self/statm).
-inline int64_t resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  int64_t total_pages = 0, resident_pages = 0;
-  statm >> total_pages >> resident_pages;
-  return resident_pages * static_cast<int64_t>(::sysconf(_SC_PAGESIZE));
-}
+using bench::resident_bytes;
 
 struct SoakConfig {
   nn::GPTConfig model{.vocab_size = 64, .block_size = 32, .n_layer = 2, .n_head = 2, .d_model = 32, .dropout = 0.1};

@@ -5,15 +5,14 @@
 // the cache on (it is off by default under ASan), empties it, and checks differences of
 // the counters from that point. Under ASan (or KILN_CPU_CACHE=0) the process keeps exact
 // block sizes, so the tests reuse exact sizes where size classes do not matter.
-#include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../bench/process_memory.h"
 #include "helpers.h"
 
 using namespace kiln;
@@ -49,15 +48,8 @@ bool started_with_cache() {
 #endif
 }
 
-// The process's resident set in MiB (/proc/self/statm counts pages).
-[[maybe_unused]] double resident_mib() {
-  long pages = 0, resident = 0;
-  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    std::fclose(f);
-  }
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / static_cast<double>(kMiB);
-}
+// The process's resident set in MiB.
+double resident_mib() { return bench::to_mib(bench::resident_bytes()); }
 
 }  // namespace
 
