@@ -8,6 +8,7 @@
 #include "kiln/core/storage.h"
 #include "kiln/cuda/copy.h"
 #include "kiln/cuda/device.h"
+#include "kiln/cuda/entry.h"
 #include "kiln/cuda/memory.h"
 
 namespace kiln::cuda {
@@ -17,17 +18,20 @@ constexpr const char* kNotBuilt = "kiln was built without CUDA";
 std::atomic<bool> g_allow_tf32{false};
 }  // namespace
 
+// The body of every KILN_CUDA_ENTRY launcher in this build (cuda/entry.h).
+void detail::throw_not_built(const char* signature) { throw Error(kiln::detail::str(signature, ": ", kNotBuilt)); }
+
 bool is_built() { return false; }
 
 bool is_available() { return false; }
 
 int device_count() { return 0; }
 
-std::string device_name(int) { throw Error(detail::str("cuda::device_name: ", kNotBuilt)); }
+std::string device_name(int) { throw Error(kiln::detail::str("cuda::device_name: ", kNotBuilt)); }
 
 std::string unavailable_reason() { return kNotBuilt; }
 
-void synchronize(int) { throw Error(detail::str("cuda::synchronize: ", kNotBuilt)); }
+void synchronize(int) { throw Error(kiln::detail::str("cuda::synchronize: ", kNotBuilt)); }
 
 // A setting with no GPU to apply it to: kept, so a program that sets it runs anywhere.
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
@@ -39,16 +43,16 @@ void reset_peak_memory_stats(int) {}
 
 void empty_cache() {}
 
-void copy_host_to_device(void*, const void*, size_t, int) { throw Error(detail::str("cuda copy: ", kNotBuilt)); }
+void copy_host_to_device(void*, const void*, size_t, int) { throw Error(kiln::detail::str("cuda copy: ", kNotBuilt)); }
 
-void copy_device_to_host(void*, const void*, size_t, int) { throw Error(detail::str("cuda copy: ", kNotBuilt)); }
+void copy_device_to_host(void*, const void*, size_t, int) { throw Error(kiln::detail::str("cuda copy: ", kNotBuilt)); }
 
 void copy_device_to_device(void*, int, const void*, int, size_t) {
-  throw Error(detail::str("cuda copy: ", kNotBuilt));
+  throw Error(kiln::detail::str("cuda copy: ", kNotBuilt));
 }
 
 void strided_copy(void*, const void*, int64_t, const int64_t*, const int64_t*, int, int) {
-  throw Error(detail::str("cuda copy: ", kNotBuilt));
+  throw Error(kiln::detail::str("cuda copy: ", kNotBuilt));
 }
 
 }  // namespace kiln::cuda
@@ -56,7 +60,7 @@ void strided_copy(void*, const void*, int64_t, const int64_t*, const int64_t*, i
 namespace kiln {
 
 void* cuda_allocate(size_t nbytes, int device) {
-  throw Error(detail::str("cannot allocate ", nbytes, " bytes on cuda:", device, ": ", cuda::kNotBuilt));
+  throw Error(kiln::detail::str("cannot allocate ", nbytes, " bytes on cuda:", device, ": ", cuda::kNotBuilt));
 }
 
 // Nothing was ever allocated on a GPU in this build.
