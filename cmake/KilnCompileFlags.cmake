@@ -15,8 +15,10 @@ function(kiln_apply_compile_flags target)
       # kiln never reads errno; without this GCC cannot vectorise loops calling std::sqrt
       # (the fused Adam update, for one).
       -fno-math-errno>
-    # nvcc forwards host-compiler warnings only when asked to.
-    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall>)
+    # nvcc forwards host-compiler warnings only when asked to. Relaxed constexpr lets device
+    # code call constexpr standard-library functions (std::array's operator[], std::min),
+    # which the functions shared by both backends (KILN_HOST_DEVICE) use.
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall --expt-relaxed-constexpr>)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
     # g++ 12 with AVX-512 miscompiles constant lists like {c, c, c, 0} into {c, c, c, c}
     # in its straight-line (SLP) vectoriser; tests/test_elementwise.cpp caught it. Loop

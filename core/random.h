@@ -7,10 +7,14 @@
 #include <array>
 #include <cstdint>
 
+#include "kiln/core/host_device.h"
+
 namespace kiln {
 
+// Compiled for both backends (KILN_HOST_DEVICE), so a CUDA kernel draws exactly the
+// numbers the CPU kernel draws for the same (seed, counter): dropout masks match.
 struct Philox {
-  static std::array<uint32_t, 4> block(uint64_t seed, uint64_t counter) {
+  KILN_HOST_DEVICE static std::array<uint32_t, 4> block(uint64_t seed, uint64_t counter) {
     uint32_t key0 = static_cast<uint32_t>(seed), key1 = static_cast<uint32_t>(seed >> 32);
     uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32);
     uint32_t c2 = 0, c3 = 0;
@@ -28,9 +32,9 @@ struct Philox {
     return {c0, c1, c2, c3};
   }
   // Uniform float in [0, 1) from 24 random bits (never returns 1).
-  static float to_unit_float(uint32_t x) { return static_cast<float>(x >> 8) * (1.0f / 16777216.0f); }
+  KILN_HOST_DEVICE static float to_unit_float(uint32_t x) { return static_cast<float>(x >> 8) * (1.0f / 16777216.0f); }
   // Uniform double in [0, 1) from 53 random bits.
-  static double to_unit_double(uint32_t hi, uint32_t lo) {
+  KILN_HOST_DEVICE static double to_unit_double(uint32_t hi, uint32_t lo) {
     const uint64_t bits = (static_cast<uint64_t>(hi) << 21) ^ (lo >> 11);
     return static_cast<double>(bits & ((uint64_t{1} << 53) - 1)) * (1.0 / 9007199254740992.0);
   }

@@ -4,7 +4,8 @@
 //
 // GELU is fused instead (ops/cpu/activation.*): its forward and its backward
 // dx = g * gelu'(x) are one vectorised pass each, as they are 14% of a GPT step when
-// composed. The backward is itself an op, gelu_backward(g, x), whose own backward is
+// composed. On a GPU the functors of ops/functors.h (GeluExact, GeluTanhBackward, ...)
+// already make each one pass. The backward is itself an op, gelu_backward(g, x), whose own backward is
 // composed from Tensor ops, so double (and triple) backward still work.
 #include "kiln/ops/activation.h"
 
@@ -25,15 +26,16 @@ using autograd::Grads;
 using autograd::Saved;
 using cpu::GeluApproximation;
 using ops::map_unary;
+namespace fn = ops::fn;
 
 // ---- relu ---------------------------------------------------------------------------------
 
 Tensor relu(const Tensor& x) {
   KILN_PROFILE_SCOPE("relu", x);
-  Tensor out = map_unary("relu", x, [](auto v) { return v < 0 ? decltype(v)(0) : v; });  // NaN stays NaN
+  Tensor out = map_unary("relu", x, fn::Relu{});  // NaN stays NaN
   // The gradient passes where the output is positive (0 at x = 0, as in PyTorch).
   autograd::record("relu", out, {x}, {out}, [](const Tensor& g, const Saved& s) {
-    return Grads{g * map_unary("relu", s[0], [](auto v) { return v > 0; })};
+    return Grads{g * map_unary("relu", s[0], fn::Positive{})};
   });
   return out;
 }
@@ -42,10 +44,8 @@ Tensor relu(const Tensor& x) {
 
 Tensor sigmoid(const Tensor& x) {
   KILN_PROFILE_SCOPE("sigmoid", x);
-  // 1 / (1 + e^-x) is stable as written: for x << 0, e^-x overflows to inf and the result
-  // is 0, the right limit (it is e^x / (1 + e^x) that breaks, as inf/inf = NaN). It is
-  // also branch-free, which matters: a sign test per element costs 4x on random data.
-  Tensor out = map_unary("sigmoid", x, [](auto v) { return 1 / (1 + std::exp(-v)); });
+  // Stable as written, and branch-free (ops/functors.h says why both matter).
+  Tensor out = map_unary("sigmoid", x, fn::Sigmoid{});
   // sigmoid' = y (1 - y)
   autograd::record("sigmoid", out, {x}, {out}, [](const Tensor& g, const Saved& s) {
     const Tensor& y = s[0];
@@ -56,7 +56,7 @@ Tensor sigmoid(const Tensor& x) {
 
 Tensor tanh(const Tensor& x) {
   KILN_PROFILE_SCOPE("tanh", x);
-  Tensor out = map_unary("tanh", x, [](auto v) { return std::tanh(v); });
+  Tensor out = map_unary("tanh", x, fn::Tanh{});
   // tanh' = 1 - y^2
   autograd::record("tanh", out, {x}, {out}, [](const Tensor& g, const Saved& s) {
     const Tensor& y = s[0];
@@ -93,7 +93,7 @@ Tensor gelu_second_derivative(const Tensor& x, GeluApproximation approximation) 
 // d(dx)/dx = g * gelu''(x).
 Tensor gelu_backward(const Tensor& g, const Tensor& x, GeluApproximation approximation) {
   KILN_PROFILE_SCOPE("gelu_backward", g, x);
-  ops::check_cpu("gelu_backward", {g, x});
+  ops::check_same_device("gelu_backward", {g, x});
   ops::check_same_dtype("gelu_backward", g, x);
   KILN_CHECK(g.shape() == x.shape(), "gelu_backward: gradient shape ", shape_str(g.shape()),
              " differs from the input's ", shape_str(x.shape()));
@@ -101,10 +101,15 @@ Tensor gelu_backward(const Tensor& g, const Tensor& x, GeluApproximation approxi
   {
     NoGradGuard no_grad;  // the copies are an implementation detail, not part of the graph
     const Tensor gc = g.contiguous(), xc = x.contiguous();
-    dx = empty(x.shape(), {.dtype = x.dtype()});
-    dispatch_floating(x.dtype(), "gelu_backward", [&]<class T>() {
-      cpu::gelu_backward(xc.data<T>(), gc.data<T>(), dx.data<T>(), x.numel(), approximation);
-    });
+    if (x.device().is_cuda()) {
+      dx = approximation == GeluApproximation::tanh ? ops::map_binary("gelu_backward", gc, xc, fn::GeluTanhBackward{})
+                                                    : ops::map_binary("gelu_backward", gc, xc, fn::GeluExactBackward{});
+    } else {
+      dx = empty(x.shape(), {.dtype = x.dtype()});
+      dispatch_floating(x.dtype(), "gelu_backward", [&]<class T>() {
+        cpu::gelu_backward(xc.data<T>(), gc.data<T>(), dx.data<T>(), x.numel(), approximation);
+      });
+    }
   }
   autograd::record("gelu_backward", dx, {g, x}, {g, x}, [approximation](const Tensor& grad, const Saved& s) {
     const Tensor& g = s[0];
@@ -126,15 +131,20 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
   KILN_CHECK(approximate == "none" || approximate == "tanh", "gelu: approximate must be \"none\" or \"tanh\", got \"",
              approximate, "\"");
   const GeluApproximation approximation = approximate == "tanh" ? GeluApproximation::tanh : GeluApproximation::none;
-  ops::check_cpu("gelu", {x});
+  ops::check_same_device("gelu", {x});
   Tensor out;
   {
     NoGradGuard no_grad;  // the copy is an implementation detail, not part of the graph
     const Tensor xc = x.contiguous();
-    out = empty(x.shape(), {.dtype = x.dtype()});
-    dispatch_floating(x.dtype(), "gelu", [&]<class T>() {
-      cpu::gelu_forward(xc.data<T>(), out.data<T>(), x.numel(), approximation);
-    });
+    if (x.device().is_cuda()) {
+      out = approximation == GeluApproximation::tanh ? map_unary("gelu", xc, fn::GeluTanh{})
+                                                     : map_unary("gelu", xc, fn::GeluExact{});
+    } else {
+      out = empty(x.shape(), {.dtype = x.dtype()});
+      dispatch_floating(x.dtype(), "gelu", [&]<class T>() {
+        cpu::gelu_forward(xc.data<T>(), out.data<T>(), x.numel(), approximation);
+      });
+    }
   }
   autograd::record("gelu", out, {x}, {x}, [approximation](const Tensor& g, const Saved& s) {
     return Grads{gelu_backward(g, s[0], approximation)};
@@ -146,8 +156,7 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
 
 Tensor silu(const Tensor& x) {
   KILN_PROFILE_SCOPE("silu", x);
-  // x sigmoid(x); for very negative x, e^-x = inf and x / inf = -0, the right limit.
-  Tensor out = map_unary("silu", x, [](auto v) { return v / (1 + std::exp(-v)); });
+  Tensor out = map_unary("silu", x, fn::Silu{});  // x sigmoid(x)
   // silu' = s + x s (1 - s) = s (1 + x (1 - s)), with s = sigmoid(x)
   autograd::record("silu", out, {x}, {x}, [](const Tensor& g, const Saved& s) {
     const Tensor& x = s[0];
@@ -163,11 +172,7 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
   // log(1 + e^z) / beta with z = beta x, computed as max(z, 0) + log1p(e^-|z|) so it never
   // overflows. Above the threshold it is x itself, as in PyTorch (for the default 20 the
   // difference, under 2e-9 relative, is below f32 rounding).
-  Tensor out = map_unary("softplus", x, [beta, threshold](auto v) {
-    using T = decltype(v);
-    const T z = v * T(beta);
-    return z > T(threshold) ? v : (std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)))) / T(beta);
-  });
+  Tensor out = map_unary("softplus", x, fn::Softplus{beta, threshold});
   // softplus' = sigmoid(beta x), and exactly 1 in the linear region.
   autograd::record("softplus", out, {x}, {x}, [beta, threshold](const Tensor& g, const Saved& s) {
     const Tensor z = s[0] * beta;

@@ -2,12 +2,16 @@
 // (strided destinations are fine) and bump the storage's version counter, so autograd
 // notices if a tensor it saved for backward changes. While grad mode is on they refuse
 // tensors that require grad: kiln's autograd does not rewrite history for in-place ops,
-// so optimizers update parameters under NoGradGuard.
+// so optimizers update parameters under NoGradGuard. On a GPU they run as the
+// elementwise kernels of cuda/map.h (copy_ converts dtypes there too).
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/map.h"
 #include "kiln/ops/common.h"
+#include "kiln/ops/functors.h"
+#include "kiln/ops/map.h"
 #include "kiln/ops/cpu/cast.h"
 #include "kiln/ops/cpu/loops.h"
 
@@ -20,7 +24,6 @@ void check_inplace(const char* op, const Tensor& t) {
   KILN_CHECK(!(GradMode::is_enabled() && t.requires_grad()), op, ": in-place update of ", describe(t),
              ", which requires grad, while grad mode is on; use the out-of-place op, or wrap the update in "
              "NoGradGuard (as optimizers do)");
-  ops::check_cpu(op, {t});
 }
 
 }  // namespace
@@ -28,10 +31,15 @@ void check_inplace(const char* op, const Tensor& t) {
 Tensor& Tensor::fill_(double value) {
   KILN_PROFILE_SCOPE("fill_", *this);
   check_inplace("fill_", *this);
+  const Shape dst_strides = strides();
   dispatch_all(dtype(), "fill_", [&]<class T>() {
     const T v = cpu::cast_element<T>(value);
+    if (device().is_cuda()) {
+      cuda::map<ops::fn::Fill<T>, T>({v}, {static_cast<T*>(raw_data()), dst_strides.data()}, shape(), device().index);
+      return;
+    }
     const Shape zero(static_cast<size_t>(dim()), 0);  // read the one value everywhere
-    cpu::unary_loop(static_cast<T*>(raw_data()), strides().data(), &v, zero.data(), shape(), [](T x) { return x; });
+    cpu::unary_loop(static_cast<T*>(raw_data()), dst_strides.data(), &v, zero.data(), shape(), [](T x) { return x; });
   });
   bump_version();
   return *this;
@@ -42,12 +50,23 @@ Tensor& Tensor::zero_() { return fill_(0.0); }
 Tensor& Tensor::copy_(const Tensor& src) {
   KILN_PROFILE_SCOPE("copy_", src);
   check_inplace("copy_", *this);
-  ops::check_cpu("copy_", {src});
-  const Shape src_strides = ops::broadcast_strides(src, shape(), "copy_");
-  dispatch_all(src.dtype(), "copy_", [&]<class S>() {
+  KILN_CHECK(src.defined(), "copy_: the source is undefined");
+  // Across devices, bring the values over first (one transfer), then copy on this device.
+  Tensor from = src;
+  if (src.device() != device()) {
+    NoGradGuard no_grad;
+    from = src.to(device());
+  }
+  const Shape src_strides = ops::broadcast_strides(from, shape(), "copy_"), dst_strides = strides();
+  dispatch_all(from.dtype(), "copy_", [&]<class S>() {
     dispatch_all(dtype(), "copy_", [&]<class D>() {
-      cpu::unary_loop(static_cast<D*>(raw_data()), strides().data(), static_cast<const S*>(src.raw_data()),
-                      src_strides.data(), shape(), [](S v) { return cpu::cast_element<D>(v); });
+      if (device().is_cuda()) {
+        cuda::cast<D, S>({static_cast<D*>(raw_data()), dst_strides.data()}, shape(), device().index,
+                         {static_cast<const S*>(from.raw_data()), src_strides.data()});
+      } else {
+        cpu::unary_loop(static_cast<D*>(raw_data()), dst_strides.data(), static_cast<const S*>(from.raw_data()),
+                        src_strides.data(), shape(), [](S v) { return cpu::cast_element<D>(v); });
+      }
     });
   });
   bump_version();
@@ -57,13 +76,18 @@ Tensor& Tensor::copy_(const Tensor& src) {
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   KILN_PROFILE_SCOPE("add_", other);
   check_inplace("add_", *this);
-  ops::check_cpu("add_", {other});
+  ops::check_same_device("add_", {*this, other});
   ops::check_same_dtype("add_", *this, other);
-  const Shape other_strides = ops::broadcast_strides(other, shape(), "add_");
+  const Shape other_strides = ops::broadcast_strides(other, shape(), "add_"), dst_strides = strides();
   dispatch_numeric(dtype(), "add_", [&]<class T>() {
-    const T a = static_cast<T>(alpha);
     T* dst = data<T>();
-    cpu::binary_loop(dst, strides().data(), static_cast<const T*>(dst), strides().data(), other.data<T>(),
+    if (device().is_cuda()) {
+      cuda::map<ops::fn::AddScaled, T, T, T>({alpha}, {dst, dst_strides.data()}, shape(), device().index,
+                                             {dst, dst_strides.data()}, ops::gpu_operand<T>(other, other_strides));
+      return;
+    }
+    const T a = static_cast<T>(alpha);
+    cpu::binary_loop(dst, dst_strides.data(), static_cast<const T*>(dst), dst_strides.data(), other.data<T>(),
                      other_strides.data(), shape(), [a](T x, T y) { return x + a * y; });
   });
   bump_version();
@@ -73,10 +97,16 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 Tensor& Tensor::mul_(double value) {
   KILN_PROFILE_SCOPE("mul_", *this);
   check_inplace("mul_", *this);
+  const Shape dst_strides = strides();
   dispatch_numeric(dtype(), "mul_", [&]<class T>() {
-    const T v = static_cast<T>(value);
     T* dst = data<T>();
-    cpu::unary_loop(dst, strides().data(), static_cast<const T*>(dst), strides().data(), shape(),
+    if (device().is_cuda()) {
+      cuda::map<ops::fn::Scale, T, T>({value}, {dst, dst_strides.data()}, shape(), device().index,
+                                      {dst, dst_strides.data()});
+      return;
+    }
+    const T v = static_cast<T>(value);
+    cpu::unary_loop(dst, dst_strides.data(), static_cast<const T*>(dst), dst_strides.data(), shape(),
                     [v](T x) { return x * v; });
   });
   bump_version();

@@ -11,6 +11,7 @@
 #include "kiln/core/profiler.h"
 #include "kiln/cuda/copy.h"
 #include "kiln/cuda/device.h"
+#include "kiln/cuda/map.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/cast.h"
 #include "kiln/ops/cpu/loops.h"
@@ -274,14 +275,22 @@ Tensor Tensor::expand(const Shape& target) const {
 
 namespace {
 
-// CUDA half of copy_as: a gather into a fresh buffer on the same GPU. Converting dtypes
-// there needs the elementwise kernels, which the CUDA backend does not have yet.
+// CUDA half of copy_as: a gather into a fresh buffer on the same GPU (cuda/copy.h), or
+// the conversion kernel (cuda/map.h) when the dtype changes.
 Tensor cuda_copy_as(const Tensor& src, DType dtype) {
-  KILN_CHECK(dtype == src.dtype(), "copy: converting ", describe(src), " to ", dtype_name(dtype), " on ",
-             src.device().str(), " is not supported yet; convert on the cpu");
   Tensor out = empty(src.shape(), {.dtype = dtype, .device = src.device()});
-  cuda::strided_copy(out.raw_data(), src.raw_data(), static_cast<int64_t>(element_size(dtype)), src.shape().data(),
-                     src.strides().data(), static_cast<int>(src.dim()), src.device().index);
+  if (dtype == src.dtype()) {
+    cuda::strided_copy(out.raw_data(), src.raw_data(), static_cast<int64_t>(element_size(dtype)),
+                       src.shape().data(), src.strides().data(), static_cast<int>(src.dim()), src.device().index);
+    return out;
+  }
+  const Shape out_strides = out.strides(), src_strides = src.strides();
+  dispatch_all(src.dtype(), "copy", [&]<class S>() {
+    dispatch_all(dtype, "copy", [&]<class D>() {
+      cuda::cast<D, S>({static_cast<D*>(out.raw_data()), out_strides.data()}, src.shape(), src.device().index,
+                       {static_cast<const S*>(src.raw_data()), src_strides.data()});
+    });
+  });
   return out;
 }
 

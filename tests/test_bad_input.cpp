@@ -261,10 +261,10 @@ TEST_CASE("context_pool rejects mismatched x, m, s and bad options") {
 }
 
 // ---- devices -------------------------------------------------------------------------------------
-// kiln's ops run on the CPU only (the CUDA backend provides memory, not kernels, so far),
-// so an op given a CUDA tensor, next to CPU ones or alone, must say which tensor is on
-// which device. A tensor on cuda:0 can exist without a GPU: from_blob wraps memory and
-// allocates nothing; its data is never read because the op refuses it first.
+// kiln never copies between devices behind the user's back, so an op given a CUDA tensor
+// next to CPU ones must say which tensor is on which device. A tensor on cuda:0 can exist
+// without a GPU: from_blob wraps memory and allocates nothing; its data is never read
+// because the op refuses the mix first.
 
 TEST_CASE("ops given a tensor on another device name the op, the tensor and its device") {
   float fake[64] = {};
@@ -280,20 +280,15 @@ TEST_CASE("ops given a tensor on another device name the op, the tensor and its 
   check_bad_calls({
       {"add(cpu, cuda)", [&] { add(cpu, gpu); }, says("add")},
       {"mul(cuda, cpu)", [&] { mul(gpu, cpu); }, says("mul")},
-      {"exp(cuda)", [&] { kiln::exp(gpu); }, says("exp")},
-      {"sum(cuda)", [&] { sum(gpu); }, says("sum")},
       {"matmul(cpu, cuda)", [&] { matmul(f32s({2, 3}), gpu_square); }, says("matmul", {"f32[3, 3]", "cuda:0"})},
       {"cat(cpu, cuda)", [&] { cat({cpu, gpu}); }, says("cat")},
       {"embedding(cuda indices, cpu weight)", [&] { embedding(gpu_index, f32s({4, 2})); }, says("embedding", {"i64[2]", "cuda:0"})},
-      {"softmax(cuda)", [&] { softmax(gpu, 1); }, says("softmax")},
-      {"layer_norm(cuda)", [&] { layer_norm(gpu, {3}); }, says("layer_norm")},
       {"cross_entropy(cuda logits, cpu targets)", [&] { cross_entropy(gpu, i64s({2})); }, says("cross_entropy")},
       {"attention(cpu q, cuda k)", [&] { scaled_dot_product_attention(f32s({1, 2, 3}), gpu.unsqueeze(0), f32s({1, 2, 3})); },
        says("scaled_dot_product_attention", {"f32[1, 2, 3]", "cuda:0"})},
-      {"conv2d(cuda)", [&] { conv2d(gpu.view({1, 1, 2, 3}), f32s({1, 1, 1, 1})); }, says("conv2d", {"cuda:0"})},
-      {"max_pool1d(cuda)", [&] { max_pool1d(gpu.unsqueeze(0), 1); }, says("max_pool1d", {"cuda:0"})},
-      {"dropout(cuda)", [&] { dropout(gpu, 0.5, true); }, says("dropout")},
-      {"context_pool(cuda x)", [&] { context_pool(gpu.unsqueeze(0), rand({1, 2}), rand({1, 2}) + 1); },
+      {"conv2d(cuda input, cpu weight)", [&] { conv2d(gpu.view({1, 1, 2, 3}), f32s({1, 1, 1, 1})); },
+       says("conv2d", {"cuda:0"})},
+      {"context_pool(cuda x, cpu m and s)", [&] { context_pool(gpu.unsqueeze(0), rand({1, 2}), rand({1, 2}) + 1); },
        says("context_pool", {"cuda:0"})},
       {"a Linear layer on cpu given a cuda input", [&] { nn::Linear(3, 2).forward(gpu); }, says("linear")},
   });

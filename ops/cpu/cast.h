@@ -22,10 +22,11 @@ D cast_element(S v) {
     return float_to_bf16(to_float_value(v));
   } else if constexpr (std::is_same_v<D, float16>) {
     return float_to_f16(to_float_value(v));
+  } else if constexpr (std::is_same_v<D, uint8_t>) {  // bool: any non-zero is true (0.5 too)
+    if constexpr (std::is_same_v<S, bfloat16> || std::is_same_v<S, float16>) return to_float_value(v) != 0.0f;
+    else return static_cast<uint8_t>(v != S(0));
   } else if constexpr (std::is_same_v<S, bfloat16> || std::is_same_v<S, float16>) {
     return static_cast<D>(to_float_value(v));
-  } else if constexpr (std::is_same_v<D, uint8_t>) {  // bool: any non-zero is true
-    return static_cast<uint8_t>(v != S(0));
   } else {
     return static_cast<D>(v);
   }

@@ -2,8 +2,9 @@
 //
 // Operands are raw pointers with a shape and strides (in elements) already expanded
 // to the output shape: a broadcast dim simply has stride 0. The loops first merge
-// dims that are laid out back to back (so a contiguous tensor becomes one long dim),
-// then run an inner loop over the last dim and an OpenMP-parallel loop over the rest.
+// dims that are laid out back to back (ops/layout.h: a contiguous tensor becomes one
+// long dim), then run an inner loop over the last dim and an OpenMP-parallel loop over
+// the rest.
 #pragma once
 
 #include <algorithm>
@@ -11,53 +12,16 @@
 #include <cstdint>
 #include <vector>
 
+#include "kiln/ops/layout.h"
+
 namespace kiln::cpu {
 
 // Work below this many elements runs on one thread: forking costs more than it saves.
 inline constexpr int64_t kParallelThreshold = 32768;
 
-// Shape + strides of N operands after merging contiguous dims.
+// The operands' dims merged where they are laid out back to back (ops/layout.h).
 template <size_t N>
-struct Layout {
-  std::vector<int64_t> shape;
-  std::array<std::vector<int64_t>, N> strides;
-
-  Layout(const std::vector<int64_t>& s, const std::array<const int64_t*, N>& st) {
-    for (size_t d = 0; d < s.size(); ++d) {
-      if (s[d] == 1) continue;  // size-1 dims contribute nothing
-      if (!shape.empty()) {
-        bool mergeable = true;  // (shape.back(), s[d]) can merge into one dim?
-        for (size_t k = 0; k < N; ++k) mergeable &= strides[k].back() == st[k][d] * s[d];
-        if (mergeable) {
-          shape.back() *= s[d];
-          for (size_t k = 0; k < N; ++k) strides[k].back() = st[k][d];
-          continue;
-        }
-      }
-      shape.push_back(s[d]);
-      for (size_t k = 0; k < N; ++k) strides[k].push_back(st[k][d]);
-    }
-    if (shape.empty()) {  // a scalar, or all dims of size 1
-      shape.push_back(1);
-      for (size_t k = 0; k < N; ++k) strides[k].push_back(0);
-    }
-  }
-  int64_t inner() const { return shape.back(); }
-  int64_t rows() const {
-    int64_t r = 1;
-    for (size_t d = 0; d + 1 < shape.size(); ++d) r *= shape[d];
-    return r;
-  }
-  // Element offset of operand k at the start of row `row`.
-  int64_t row_offset(size_t k, int64_t row) const {
-    int64_t off = 0;
-    for (size_t d = shape.size() - 1; d-- > 0;) {
-      off += (row % shape[d]) * strides[k][d];
-      row /= shape[d];
-    }
-    return off;
-  }
-};
+using Layout = ops::MergedLayout<N>;
 
 // Work is cut into tasks of (row, block of the inner dim), so a single long contiguous
 // row is split across threads too.
