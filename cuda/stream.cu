@@ -36,13 +36,26 @@ void set_device(int device) {
   KILN_CUDA_CHECK(cudaSetDevice(device));
 }
 
+// Called before every launch, so the common case takes no lock and no cudaSetDevice:
+// each thread remembers the streams it has seen (they are never destroyed), and
+// cudaGetDevice, a thread-local read in the runtime, tells whether the device is current
+// already (other code on the thread may have switched it).
 cudaStream_t stream(int device) {
+  thread_local std::vector<cudaStream_t> seen;
+  if (device >= 0 && static_cast<size_t>(device) < seen.size() && seen[device] != nullptr) {
+    int current = -1;
+    KILN_CUDA_CHECK(cudaGetDevice(&current));
+    if (current != device) KILN_CUDA_CHECK(cudaSetDevice(device));
+    return seen[device];
+  }
   set_device(device);
   Streams& s = streams();
   std::lock_guard<std::mutex> lock(s.mutex);
   if (s.by_device.size() <= static_cast<size_t>(device)) s.by_device.resize(device + 1, nullptr);
   cudaStream_t& slot = s.by_device[device];
   if (slot == nullptr) KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&slot, cudaStreamNonBlocking));
+  if (seen.size() <= static_cast<size_t>(device)) seen.resize(device + 1, nullptr);
+  seen[device] = slot;
   return slot;
 }
 

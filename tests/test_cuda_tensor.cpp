@@ -4,6 +4,7 @@
 #include "helpers.h"
 
 #include <kiln/cuda/device.h>
+#include <kiln/cuda/event.h>
 #include <kiln/cuda/memory.h>
 
 #ifdef KILN_WITH_CUDA
@@ -196,3 +197,21 @@ TEST_CASE("[cuda] cuBLAS gemm in kiln's row-major convention matches the CPU (f3
 }
 
 #endif
+
+TEST_CASE("[cuda] events time GPU work on kiln's stream") {
+  if (!cuda::is_built()) {
+    CHECK_THROWS_KILN(cuda::Event(0), "kiln was built without CUDA");
+    return;
+  }
+  if (skip_without_gpu()) return;
+  const Tensor a = randn({512, 512}).to(Device::cuda());
+  cuda::Event start(0), stop(0);
+  start.record();
+  Tensor product = matmul(a, a);
+  for (int i = 0; i < 4; ++i) product = matmul(product, a) * 0.01;
+  stop.record();
+  const double ms = start.elapsed_ms(stop);
+  CHECK(ms > 0);
+  CHECK(ms < 10000);
+  stop.synchronize();  // already complete: returns at once
+}
