@@ -1,5 +1,6 @@
 // ContextPool, the op: argument checks, the fused kernels (ops/cpu/context_pool.*, where
-// the backward formulas are derived), and the autograd rule.
+// the backward formulas are derived; cuda/context_pool.* on the GPU, same formulas), and
+// the autograd rule.
 //
 // 1-D and 2-D share everything: a sequence (B, n, d) is a grid of height 1, (B, 1, n, d).
 //
@@ -9,6 +10,9 @@
 // that window = 0 needs anyway. s = +inf (a flat window) is allowed only with an explicit
 // window, since ceil(3 * inf) is no window. m is not scanned: the module produces it with
 // a sigmoid, and any m >= 0 gives a well-defined average (m < 0 is the caller's business).
+// On the GPU, reading s means waiting for the GPU, so s is read only when the window must
+// come from it (window = 0; the nn module always passes a window): with an explicit
+// window, a CUDA s is not checked, and an s <= 0 or NaN gives NaN outputs, not an error.
 //
 // Double backward. The fused backward kernel is a black box to autograd, so the backward
 // rule has two paths, like layer_norm's (ops/normalization.cpp):
@@ -29,6 +33,7 @@
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/context_pool.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/context_pool.h"
 #include "kiln/ops/elementwise.h"
@@ -55,7 +60,7 @@ struct ContextPoolCall {
 // Shapes, dtypes, device and options; fills in the geometry except the window.
 ContextPoolCall plan_call(const char* op, int spatial, const Tensor& x, const Tensor& m, const Tensor& s,
                           const ContextPoolOptions& options) {
-  ops::check_cpu(op, {x, m, s});
+  ops::check_same_device(op, {x, m, s});
   ops::check_floating(op, x);
   ops::check_same_dtype(op, x, m);
   ops::check_same_dtype(op, x, s);
@@ -88,23 +93,37 @@ ContextPoolCall plan_call(const char* op, int spatial, const Tensor& x, const Te
   return call;
 }
 
+// W never needs to exceed the grid's extent - 1.
+int64_t largest_useful_window(const ContextPoolGeometry& g) {
+  return std::max<int64_t>(0, std::max(g.height, g.width) - 1);
+}
+
 // The window half-width W: options.window, or ceil(3 * max(s)) when it is 0. Checks every
-// s > 0 on the way (see the file comment). W never needs to exceed the grid's extent - 1.
+// s > 0 on the way (see the file comment); s is host memory.
 template <class T>
-int64_t resolve_window(const ContextPoolCall& call, const T* s, int64_t count, int64_t requested) {
+int64_t scan_window(const ContextPoolCall& call, const T* s, int64_t count, int64_t requested) {
   double max_s = 0;
   for (int64_t i = 0; i < count; ++i) {
     KILN_CHECK(s[i] > 0, call.op, ": support sizes s must be > 0 (and not NaN), got ", s[i], " at flat index ", i,
                " of s ", shape_str(call.s_shape));
     max_s = std::max(max_s, static_cast<double>(s[i]));
   }
-  const ContextPoolGeometry& g = call.geometry;
-  const int64_t largest_useful = std::max<int64_t>(0, std::max(g.height, g.width) - 1);
+  const int64_t largest_useful = largest_useful_window(call.geometry);
   if (requested > 0) return std::min(requested, largest_useful);
   KILN_CHECK(std::isfinite(max_s), call.op, ": s holds +inf (a flat window), which needs an explicit window "
              "(options.window > 0): the default ceil(3 * max(s)) would be infinite");
   const double window = std::ceil(3 * max_s);
   return window >= static_cast<double>(largest_useful) ? largest_useful : static_cast<int64_t>(window);
+}
+
+// scan_window for a contiguous s on any device. A CUDA s is copied to the host (a wait
+// for the GPU) only when the window must be read from it; see the file comment.
+int64_t resolve_window(const ContextPoolCall& call, const Tensor& s, int64_t requested) {
+  if (s.device().is_cuda() && requested > 0) return std::min(requested, largest_useful_window(call.geometry));
+  const Tensor s_host = s.to(Device::cpu());
+  return dispatch_floating(s.dtype(), call.op, [&]<class T>() {
+    return scan_window(call, s_host.data<T>(), s_host.numel(), requested);
+  });
 }
 
 // ---- backward ---------------------------------------------------------------------------
@@ -115,24 +134,39 @@ Grads backward_fused(const ContextPoolCall& call, const Tensor& gy, const Saved&
   const Tensor &x = saved[0], &m = saved[1], &s = saved[2], &y = saved[3];
   ops::check_same_dtype(call.op, x, gy);
   const Tensor xc = x.contiguous(), mc = m.contiguous(), sc = s.contiguous(), gyc = gy.contiguous();
-  Tensor dx = saved.needs_grad(0) ? empty(x.shape(), {.dtype = x.dtype()}) : Tensor();
-  Tensor dm = saved.needs_grad(1) ? empty(m.shape(), {.dtype = x.dtype()}) : Tensor();
-  Tensor ds = saved.needs_grad(2) ? empty(s.shape(), {.dtype = x.dtype()}) : Tensor();
+  const bool on_gpu = x.device().is_cuda();
+  auto empty_if = [&](bool needed, const Shape& shape) {
+    return needed ? empty(shape, {.dtype = x.dtype(), .device = x.device()}) : Tensor();
+  };
+  Tensor dx = empty_if(saved.needs_grad(0), x.shape());
+  Tensor dm = empty_if(saved.needs_grad(1), m.shape());
+  Tensor ds = empty_if(saved.needs_grad(2), s.shape());
+  // The GPU backward's band buffers (cuda/context_pool.h), one per gradient gathered per input.
+  const Shape band_shape{on_gpu ? cuda::context_pool_band_elements(call.geometry) : 0};
+  const Tensor dx_band = empty_if(on_gpu && dx.defined(), band_shape);
+  const Tensor dm_band = empty_if(on_gpu && dm.defined(), band_shape);
   dispatch_floating(x.dtype(), call.op, [&]<class T>() {
     auto out = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-    cpu::context_pool_backward(call.geometry, xc.data<T>(), mc.data<T>(), sc.data<T>(), y.data<T>(),
-                               gyc.data<T>(), out(dx), out(dm), out(ds));
+    if (on_gpu) {
+      cuda::context_pool_backward(call.geometry, xc.data<T>(), mc.data<T>(), sc.data<T>(), y.data<T>(),
+                                  gyc.data<T>(), out(dx), out(dm), out(ds), out(dx_band), out(dm_band),
+                                  x.device().index);
+    } else {
+      cpu::context_pool_backward(call.geometry, xc.data<T>(), mc.data<T>(), sc.data<T>(), y.data<T>(),
+                                 gyc.data<T>(), out(dx), out(dm), out(ds));
+    }
   });
   return {dx, dm, ds};
 }
 
 // Constants of the dense form, (outputs x inputs) per batch: squared distances from each
-// output's centre to each input cell, and the window mask (1 inside, 0 outside).
+// output's centre to each input cell, and the window mask (1 inside, 0 outside). Built on
+// the host, then moved to `device`.
 struct DenseLayout {
   Tensor squared_distance, mask;
 };
 
-DenseLayout dense_layout(const ContextPoolGeometry& g, DType dtype) {
+DenseLayout dense_layout(const ContextPoolGeometry& g, DType dtype, Device device) {
   const int64_t outputs = g.outputs(), inputs = g.inputs();
   std::vector<double> distance(outputs * inputs), mask(outputs * inputs);
   for (int64_t o = 0; o < outputs; ++o) {
@@ -144,8 +178,8 @@ DenseLayout dense_layout(const ContextPoolGeometry& g, DType dtype) {
       mask[o * inputs + q] = inside ? 1.0 : 0.0;
     }
   }
-  return {from_vector(distance, {outputs, inputs}, {.dtype = dtype}),
-          from_vector(mask, {outputs, inputs}, {.dtype = dtype})};
+  return {from_vector(distance, {outputs, inputs}, {.dtype = dtype}).to(device),
+          from_vector(mask, {outputs, inputs}, {.dtype = dtype}).to(device)};
 }
 
 // The fused kernel's formulas (ops/cpu/context_pool.cpp) as a graph of Tensor ops over
@@ -154,7 +188,7 @@ DenseLayout dense_layout(const ContextPoolGeometry& g, DType dtype) {
 Grads backward_composite(const ContextPoolCall& call, const Tensor& gy, const Saved& saved) {
   const ContextPoolGeometry& g = call.geometry;
   const int64_t inputs = g.inputs(), outputs = g.outputs(), d = g.channels;
-  const DenseLayout layout = dense_layout(g, saved[0].dtype());
+  const DenseLayout layout = dense_layout(g, saved[0].dtype(), saved[0].device());
   const Tensor x = saved[0].reshape({g.batch, inputs, d});
   const Tensor m = saved[1].reshape({g.batch, 1, inputs});
   const Tensor s = saved[2].reshape({g.batch, outputs, 1});
@@ -180,13 +214,18 @@ Tensor context_pool_impl(const char* op, int spatial, const Tensor& x, const Ten
   ContextPoolCall call = plan_call(op, spatial, x, m, s, options);
   Shape y_shape = call.s_shape;
   y_shape.push_back(call.geometry.channels);
-  Tensor y = empty(y_shape, {.dtype = x.dtype()});
+  Tensor y = empty(y_shape, {.dtype = x.dtype(), .device = x.device()});
   {
     NoGradGuard no_grad;  // the copies are an implementation detail, not part of the graph
     const Tensor xc = x.contiguous(), mc = m.contiguous(), sc = s.contiguous();
+    call.geometry.window = resolve_window(call, sc, options.window);
     dispatch_floating(x.dtype(), op, [&]<class T>() {
-      call.geometry.window = resolve_window(call, sc.data<T>(), sc.numel(), options.window);
-      cpu::context_pool_forward(call.geometry, xc.data<T>(), mc.data<T>(), sc.data<T>(), y.data<T>());
+      if (x.device().is_cuda()) {
+        cuda::context_pool_forward(call.geometry, xc.data<T>(), mc.data<T>(), sc.data<T>(), y.data<T>(),
+                                   x.device().index);
+      } else {
+        cpu::context_pool_forward(call.geometry, xc.data<T>(), mc.data<T>(), sc.data<T>(), y.data<T>());
+      }
     });
   }
   autograd::record(op, y, {x, m, s}, {x, m, s, y}, [call](const Tensor& gy, const Saved& saved) {

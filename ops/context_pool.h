@@ -35,11 +35,15 @@ struct ContextPoolOptions {
   double eps = 1e-6;
 };
 
-// x (B, n, d), m (B, n) in (0, 1), s (B, n_out) > 0, all one float dtype, CPU. s may be
-// +inf: g = 1 over the whole window (a flat average when m = 1), which needs options.window.
-// Returns y (B, n_out, d), n_out = ceil(n / stride). Differentiable in x, m and s.
-// Checked: every s > 0 (s <= 0 and NaN throw; the scan is B * n_out reads, and gives the
-// max(s) that window = 0 needs). m is not scanned: any m >= 0 gives a weighted average.
+// x (B, n, d), m (B, n) in (0, 1), s (B, n_out) > 0, all one float dtype, one device (CPU
+// or CUDA). s may be +inf: g = 1 over the whole window (a flat average when m = 1), which
+// needs options.window. Returns y (B, n_out, d), n_out = ceil(n / stride). Differentiable
+// in x, m and s.
+// Checked on the CPU: every s > 0 (s <= 0 and NaN throw; the scan is B * n_out reads, and
+// gives the max(s) that window = 0 needs). On CUDA, s is read on the host only when
+// window = 0 (a wait for the GPU); with an explicit window it is not scanned, so a bad s
+// gives NaN outputs rather than an error (nn::ContextPool always passes a window).
+// m is not scanned: any m >= 0 gives a weighted average.
 // Empty sizes (B, n or d = 0) give an empty y. Backward runs fused kernels at the forward's
 // cost; backward with create_graph (double backward) works too, through a dense
 // (n_out x n) form of the same formulas, so it costs O(n_out * n) memory.

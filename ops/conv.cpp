@@ -1,5 +1,5 @@
-// conv1d / conv2d: argument checks, the im2col + GEMM kernels (ops/cpu/conv.h), and
-// the backward rules.
+// conv1d / conv2d: argument checks, the im2col + GEMM kernels (ops/cpu/conv.h on the
+// CPU, cuda/im2col.h on the GPU: same geometry, same three maps), and the backward rules.
 //
 // A convolution y = conv(x, W) is linear in x and in W, so its gradients are two more
 // linear maps, each the adjoint of the convolution in one argument:
@@ -26,6 +26,7 @@
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/im2col.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/conv.h"
 #include "kiln/ops/reduce.h"
@@ -58,11 +59,11 @@ std::string sizes(const ConvSettings& s, int64_t h, int64_t w) {
 }
 
 void check_tensors(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, int spatial) {
-  ops::check_cpu(op, {x, weight});
+  ops::check_same_device(op, {x, weight});
   ops::check_floating(op, x);
   ops::check_same_dtype(op, x, weight);
   if (bias.defined()) {
-    ops::check_cpu(op, {bias});
+    ops::check_same_device(op, {x, bias});
     ops::check_same_dtype(op, x, bias);
   }
   const char* input_layout = spatial == 1 ? "a 2-D (C, L) or 3-D (N, C, L)" : "a 3-D (C, H, W) or 4-D (N, C, H, W)";
@@ -151,16 +152,38 @@ Tensor dense(const Tensor& t) {
   return t.contiguous();
 }
 
+// A new tensor of `shape` with like's dtype, on like's device.
+Tensor empty_on(const Shape& shape, const Tensor& like) {
+  return empty(shape, {.dtype = like.dtype(), .device = like.device()});
+}
+
+// The CUDA kernels' column buffer (cuda/im2col.h): `needed` is false where a pointwise
+// convolution reads the images themselves.
+Tensor column_scratch(const ConvPlan& plan, const Tensor& like, bool needed) {
+  return needed ? empty_on({cuda::columns_per_pass(plan.geometry)}, like) : Tensor();
+}
+
+template <class T>
+T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
 Tensor conv_input_grad(const Tensor& dy, const Tensor& weight, const ConvPlan& plan);
 Tensor conv_weight_grad(const Tensor& x, const Tensor& dy, const ConvPlan& plan);
 
 // y = conv(x, weight) + bias (bias may be undefined).
 Tensor conv_forward(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvPlan& plan) {
   const Tensor x_dense = dense(x), w_dense = dense(weight), b_dense = bias.defined() ? dense(bias) : Tensor();
-  Tensor y = empty(plan.output_shape, {.dtype = x.dtype()});
+  Tensor y = empty_on(plan.output_shape, x);
+  const Tensor columns = x.device().is_cuda() ? column_scratch(plan, x, !plan.geometry.is_pointwise()) : Tensor();
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    cpu::conv2d_forward(x_dense.data<T>(), w_dense.data<T>(), b_dense.defined() ? b_dense.data<T>() : nullptr,
-                        y.data<T>(), plan.geometry);
+    if (x.device().is_cuda()) {
+      cuda::conv2d_forward(x_dense.data<T>(), w_dense.data<T>(), data_or_null<T>(b_dense), y.data<T>(),
+                           data_or_null<T>(columns), plan.geometry, x.device().index);
+    } else {
+      cpu::conv2d_forward(x_dense.data<T>(), w_dense.data<T>(), data_or_null<T>(b_dense), y.data<T>(),
+                          plan.geometry);
+    }
   });
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
@@ -176,9 +199,15 @@ Tensor conv_forward(const char* op, const Tensor& x, const Tensor& weight, const
 // dx from dy (output-shaped) and weight; see the file comment.
 Tensor conv_input_grad(const Tensor& dy, const Tensor& weight, const ConvPlan& plan) {
   const Tensor dy_dense = dense(dy), w_dense = dense(weight);
-  Tensor dx = empty(plan.input_shape, {.dtype = dy.dtype()});
+  Tensor dx = empty_on(plan.input_shape, dy);
+  const Tensor columns = dy.device().is_cuda() ? column_scratch(plan, dy, !plan.geometry.is_pointwise()) : Tensor();
   dispatch_floating(dy.dtype(), "conv_input_grad", [&]<class T>() {
-    cpu::conv2d_input_grad(dy_dense.data<T>(), w_dense.data<T>(), dx.data<T>(), plan.geometry);
+    if (dy.device().is_cuda()) {
+      cuda::conv2d_input_grad(dy_dense.data<T>(), w_dense.data<T>(), dx.data<T>(), data_or_null<T>(columns),
+                              plan.geometry, dy.device().index);
+    } else {
+      cpu::conv2d_input_grad(dy_dense.data<T>(), w_dense.data<T>(), dx.data<T>(), plan.geometry);
+    }
   });
   autograd::record("conv_input_grad", dx, {dy, weight}, {dy, weight}, [plan](const Tensor& g, const Saved& s) {
     return Grads{s.needs_grad(0) ? conv_forward("conv", g, s[1], Tensor(), plan) : Tensor(),
@@ -190,9 +219,17 @@ Tensor conv_input_grad(const Tensor& dy, const Tensor& weight, const ConvPlan& p
 // dW from x and dy (output-shaped); see the file comment.
 Tensor conv_weight_grad(const Tensor& x, const Tensor& dy, const ConvPlan& plan) {
   const Tensor x_dense = dense(x), dy_dense = dense(dy);
-  Tensor dw = empty(plan.weight_shape, {.dtype = x.dtype()});
+  Tensor dw = empty_on(plan.weight_shape, x);
   dispatch_floating(x.dtype(), "conv_weight_grad", [&]<class T>() {
-    cpu::conv2d_weight_grad(x_dense.data<T>(), dy_dense.data<T>(), dw.data<T>(), plan.geometry);
+    if (x.device().is_cuda()) {
+      // Always columns here (even pointwise: the images are laid side by side), and dy
+      // regrouped by channel (cuda/im2col.h).
+      const Tensor columns = column_scratch(plan, x, true), dy_by_channel = empty_on({dy.numel()}, dy);
+      cuda::conv2d_weight_grad(x_dense.data<T>(), dy_dense.data<T>(), dw.data<T>(), columns.data<T>(),
+                               dy_by_channel.data<T>(), plan.geometry, x.device().index);
+    } else {
+      cpu::conv2d_weight_grad(x_dense.data<T>(), dy_dense.data<T>(), dw.data<T>(), plan.geometry);
+    }
   });
   autograd::record("conv_weight_grad", dw, {x, dy}, {x, dy}, [plan](const Tensor& g, const Saved& s) {
     return Grads{s.needs_grad(0) ? conv_input_grad(s[1], g, plan) : Tensor(),

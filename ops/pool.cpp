@@ -1,4 +1,5 @@
-// Pooling ops: argument checks, the plane kernels (ops/cpu/pool.h), backward rules.
+// Pooling ops: argument checks, the plane kernels (ops/cpu/pool.h on the CPU,
+// cuda/pool.h on the GPU), backward rules.
 //
 // Every pool here is linear in its input once the windows (and, for max pooling, the
 // position of each maximum) are fixed, so each backward is the adjoint map, and the
@@ -20,6 +21,7 @@
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/pool.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/pool.h"
 
@@ -43,7 +45,7 @@ struct PoolShapes {
 std::string sizes(int spatial, int64_t h, int64_t w) { return spatial == 1 ? shape_str({w}) : shape_str({h, w}); }
 
 void check_input(const char* op, const Tensor& x, int spatial) {
-  ops::check_cpu(op, {x});
+  ops::check_same_device(op, {x});
   ops::check_floating(op, x);
   const char* layout = spatial == 1 ? "a 2-D (C, L) or 3-D (N, C, L)" : "a 3-D (C, H, W) or 4-D (N, C, H, W)";
   KILN_CHECK(x.dim() == spatial + 1 || x.dim() == spatial + 2, op, ": expected ", layout, " input, got ", describe(x));
@@ -116,56 +118,80 @@ Tensor dense(const Tensor& t) {
   return t.contiguous();
 }
 
+// A new tensor of `shape` and `dtype` on like's device.
+Tensor empty_on(const Shape& shape, DType dtype, const Tensor& like) {
+  return empty(shape, {.dtype = dtype, .device = like.device()});
+}
+
 // ---- max pooling -----------------------------------------------------------------------
 
-Tensor gather_maxima(const Tensor& x, const Tensor& indices, const PoolShapes& shapes);
+Tensor gather_maxima(const Tensor& x, const Tensor& indices, const SlidingPlan& plan);
 
-// dx: zeros, with each g entry added at its maximum's position.
-Tensor scatter_to_maxima(const Tensor& g, const Tensor& indices, const PoolShapes& shapes) {
+// dx: zeros, with each g entry added at its maximum's position. The GPU kernel gathers
+// per input element, so it needs the windows (plan.h, plan.w), not just the indices.
+Tensor scatter_to_maxima(const Tensor& g, const Tensor& indices, const SlidingPlan& plan) {
+  const PoolShapes& shapes = plan.shapes;
   const Tensor g_dense = dense(g);
-  Tensor dx = empty(shapes.input_shape, {.dtype = g.dtype()});
+  Tensor dx = empty_on(shapes.input_shape, g.dtype(), g);
   dispatch_floating(g.dtype(), "max_pool_backward", [&]<class T>() {
-    cpu::max_pool2d_backward(g_dense.data<T>(), indices.data<int64_t>(), dx.data<T>(), shapes.planes, shapes.in_area,
-                             shapes.out_area);
+    if (g.device().is_cuda()) {
+      cuda::max_pool2d_backward(g_dense.data<T>(), indices.data<int64_t>(), dx.data<T>(), shapes.planes, plan.h,
+                                plan.w, g.device().index);
+    } else {
+      cpu::max_pool2d_backward(g_dense.data<T>(), indices.data<int64_t>(), dx.data<T>(), shapes.planes,
+                               shapes.in_area, shapes.out_area);
+    }
   });
   autograd::record("max_pool_backward", dx, {g}, {indices},
-                   [shapes](const Tensor& gg, const Saved& s) { return Grads{gather_maxima(gg, s[0], shapes)}; });
+                   [plan](const Tensor& gg, const Saved& s) { return Grads{gather_maxima(gg, s[0], plan)}; });
   return dx;
 }
 
 // The input's value at each maximum's position (output-shaped).
-Tensor gather_maxima(const Tensor& x, const Tensor& indices, const PoolShapes& shapes) {
+Tensor gather_maxima(const Tensor& x, const Tensor& indices, const SlidingPlan& plan) {
+  const PoolShapes& shapes = plan.shapes;
   const Tensor x_dense = dense(x);
-  Tensor y = empty(shapes.output_shape, {.dtype = x.dtype()});
+  Tensor y = empty_on(shapes.output_shape, x.dtype(), x);
   dispatch_floating(x.dtype(), "max_pool_gather", [&]<class T>() {
-    cpu::gather_from_planes(x_dense.data<T>(), indices.data<int64_t>(), y.data<T>(), shapes.planes, shapes.in_area,
-                            shapes.out_area);
+    if (x.device().is_cuda()) {
+      cuda::gather_from_planes(x_dense.data<T>(), indices.data<int64_t>(), y.data<T>(), shapes.planes,
+                               shapes.in_area, shapes.out_area, x.device().index);
+    } else {
+      cpu::gather_from_planes(x_dense.data<T>(), indices.data<int64_t>(), y.data<T>(), shapes.planes,
+                              shapes.in_area, shapes.out_area);
+    }
   });
   autograd::record("max_pool_gather", y, {x}, {indices},
-                   [shapes](const Tensor& g, const Saved& s) { return Grads{scatter_to_maxima(g, s[0], shapes)}; });
+                   [plan](const Tensor& g, const Saved& s) { return Grads{scatter_to_maxima(g, s[0], plan)}; });
   return y;
 }
 
 Tensor max_pool(const char* op, const Tensor& x, const WindowSettings& settings) {
   const SlidingPlan plan = plan_sliding(op, x, settings);
   const Tensor x_dense = dense(x);
-  Tensor y = empty(plan.shapes.output_shape, {.dtype = x.dtype()});
-  Tensor indices = empty(plan.shapes.output_shape, {.dtype = i64});
+  Tensor y = empty_on(plan.shapes.output_shape, x.dtype(), x);
+  Tensor indices = empty_on(plan.shapes.output_shape, i64, x);
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    cpu::max_pool2d_forward(x_dense.data<T>(), y.data<T>(), indices.data<int64_t>(), plan.shapes.planes, plan.h,
-                            plan.w);
+    if (x.device().is_cuda()) {
+      cuda::max_pool2d_forward(x_dense.data<T>(), y.data<T>(), indices.data<int64_t>(), plan.shapes.planes, plan.h,
+                               plan.w, x.device().index);
+    } else {
+      cpu::max_pool2d_forward(x_dense.data<T>(), y.data<T>(), indices.data<int64_t>(), plan.shapes.planes, plan.h,
+                              plan.w);
+    }
   });
-  autograd::record(op, y, {x}, {indices}, [shapes = plan.shapes](const Tensor& g, const Saved& s) {
-    return Grads{scatter_to_maxima(g, s[0], shapes)};
-  });
+  autograd::record(op, y, {x}, {indices},
+                   [plan](const Tensor& g, const Saved& s) { return Grads{scatter_to_maxima(g, s[0], plan)}; });
   return y;
 }
 
 // ---- average pooling -------------------------------------------------------------------
 
+// The windows twice: as the CPU kernels' tables and as the GPU kernels' closed forms.
 struct AveragePlan {
   PoolShapes shapes;
   cpu::AverageAxis h, w;
+  cuda::AverageWindows gpu_h, gpu_w;
 };
 
 Tensor average_pool(const char* op, const Tensor& x, const AveragePlan& plan);
@@ -173,9 +199,14 @@ Tensor average_pool(const char* op, const Tensor& x, const AveragePlan& plan);
 // A^T(g): each output's gradient spread over its window (input-shaped).
 Tensor average_pool_adjoint(const Tensor& g, const AveragePlan& plan) {
   const Tensor g_dense = dense(g);
-  Tensor dx = empty(plan.shapes.input_shape, {.dtype = g.dtype()});
+  Tensor dx = empty_on(plan.shapes.input_shape, g.dtype(), g);
   dispatch_floating(g.dtype(), "avg_pool_backward", [&]<class T>() {
-    cpu::avg_pool2d_backward(g_dense.data<T>(), dx.data<T>(), plan.shapes.planes, plan.h, plan.w);
+    if (g.device().is_cuda()) {
+      cuda::avg_pool2d_backward(g_dense.data<T>(), dx.data<T>(), plan.shapes.planes, plan.gpu_h, plan.gpu_w,
+                                g.device().index);
+    } else {
+      cpu::avg_pool2d_backward(g_dense.data<T>(), dx.data<T>(), plan.shapes.planes, plan.h, plan.w);
+    }
   });
   autograd::record("avg_pool_backward", dx, {g}, {},
                    [plan](const Tensor& gg, const Saved&) { return Grads{average_pool("avg_pool", gg, plan)}; });
@@ -184,9 +215,14 @@ Tensor average_pool_adjoint(const Tensor& g, const AveragePlan& plan) {
 
 Tensor average_pool(const char* op, const Tensor& x, const AveragePlan& plan) {
   const Tensor x_dense = dense(x);
-  Tensor y = empty(plan.shapes.output_shape, {.dtype = x.dtype()});
+  Tensor y = empty_on(plan.shapes.output_shape, x.dtype(), x);
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    cpu::avg_pool2d_forward(x_dense.data<T>(), y.data<T>(), plan.shapes.planes, plan.h, plan.w);
+    if (x.device().is_cuda()) {
+      cuda::avg_pool2d_forward(x_dense.data<T>(), y.data<T>(), plan.shapes.planes, plan.gpu_h, plan.gpu_w,
+                               x.device().index);
+    } else {
+      cpu::avg_pool2d_forward(x_dense.data<T>(), y.data<T>(), plan.shapes.planes, plan.h, plan.w);
+    }
   });
   autograd::record(op, y, {x}, {},
                    [plan](const Tensor& g, const Saved&) { return Grads{average_pool_adjoint(g, plan)}; });
@@ -197,7 +233,9 @@ Tensor avg_pool(const char* op, const Tensor& x, const WindowSettings& settings,
   const SlidingPlan sliding = plan_sliding(op, x, settings);
   const AveragePlan plan{.shapes = sliding.shapes,
                          .h = cpu::average_windows(sliding.h, count_include_pad),
-                         .w = cpu::average_windows(sliding.w, count_include_pad)};
+                         .w = cpu::average_windows(sliding.w, count_include_pad),
+                         .gpu_h = cuda::sliding_average_windows(sliding.h, count_include_pad),
+                         .gpu_w = cuda::sliding_average_windows(sliding.w, count_include_pad)};
   return average_pool(op, x, plan);
 }
 
@@ -209,7 +247,9 @@ Tensor adaptive_avg_pool(const char* op, const Tensor& x, int spatial, Size2 out
   KILN_CHECK(in_h > 0 && in_w > 0, op, ": cannot pool an empty spatial dim, got ", describe(x));
   const AveragePlan plan{.shapes = pool_shapes(x, spatial, output_size.h, output_size.w),
                          .h = cpu::adaptive_windows(in_h, output_size.h),
-                         .w = cpu::adaptive_windows(in_w, output_size.w)};
+                         .w = cpu::adaptive_windows(in_w, output_size.w),
+                         .gpu_h = cuda::adaptive_average_windows(in_h, output_size.h),
+                         .gpu_w = cuda::adaptive_average_windows(in_w, output_size.w)};
   return average_pool(op, x, plan);
 }
 
