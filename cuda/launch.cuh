@@ -8,7 +8,7 @@
 // - elementwise-style kernels use one thread per element with a grid-stride loop, so any
 //   size fits the grid cap; row-wise kernels (softmax, layer_norm, ...) use one block
 //   (or one warp) per row and reduce with block_reduce below;
-// - arithmetic runs in Acc<T> (float for f32 and bf16, double for f64).
+// - arithmetic runs in Acc<T> (float for f32 and bf16, double for f64, int64_t for i64).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -38,9 +38,11 @@ inline unsigned blocks_for(int64_t n, int threads = kThreadsPerBlock) {
 __device__ inline int64_t global_thread() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ inline int64_t grid_stride() { return int64_t(gridDim.x) * blockDim.x; }
 
-// The type arithmetic runs in for elements of type T.
+// The type arithmetic runs in for elements of type T: f32 for f32 and the 16-bit floats,
+// f64 for f64, and the integer itself for integers (a float would lose digits of an i64).
 template <class T> struct AccType { using type = float; };
 template <> struct AccType<double> { using type = double; };
+template <> struct AccType<int64_t> { using type = int64_t; };
 template <class T> using Acc = typename AccType<T>::type;
 
 struct SumOp {

@@ -1,13 +1,23 @@
-// Loss functions. cross_entropy is fused (ops/cpu/cross_entropy.*): log-softmax and the
-// negative log-likelihood in one pass per row, with its own backward kernel. nll_loss
-// and mse_loss are short compositions of Tensor ops, so autograd derives their backward.
+// Loss functions. cross_entropy is fused (ops/cpu/cross_entropy.*, cuda/cross_entropy.*):
+// log-softmax and the negative log-likelihood in one pass per row, with its own backward
+// kernel. nll_loss and mse_loss are short compositions of Tensor ops, so autograd
+// derives their backward.
+//
+// One difference between devices, for speed: on the CPU the targets are checked before
+// any kernel runs and one out of range throws; on CUDA that check would need the targets
+// on the host, stalling the GPU every step, so an out-of-range target gives a NaN loss
+// (and NaN gradient) instead, and the count of non-ignored targets that a mean divides
+// by stays on the device.
 #include "kiln/ops/loss.h"
+
+#include <limits>
 
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/cross_entropy.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/cross_entropy.h"
 #include "kiln/ops/elementwise.h"
@@ -30,20 +40,28 @@ Reduction parse_reduction(const char* op, const std::string& reduction) {
   throw Error(detail::str(op, ": reduction must be \"mean\", \"sum\" or \"none\", got \"", reduction, "\""));
 }
 
-// Per-element losses -> the requested reduction; `mean` divides by `count` (for the
-// class losses, the number of non-ignored targets: 0 of them gives 0/0 = NaN, as PyTorch).
-Tensor reduce_losses(const Tensor& losses, Reduction reduction, int64_t count) {
+// How many losses a mean divides by (for the class losses, the non-ignored targets):
+// a host number, or for CUDA class losses a 0-d device tensor (see the top of the file).
+struct LossCount {
+  int64_t on_host = 0;
+  Tensor on_device;
+};
+
+// Per-element losses -> the requested reduction; `mean` divides by `count` (0 non-ignored
+// targets give 0/0 = NaN, as PyTorch).
+Tensor reduce_losses(const Tensor& losses, Reduction reduction, const LossCount& count) {
   switch (reduction) {
     case Reduction::none: return losses;
     case Reduction::sum: return sum(losses);
     case Reduction::mean: break;
   }
-  return sum(losses) / static_cast<double>(count);
+  if (count.on_device.defined()) return sum(losses) / count.on_device;
+  return sum(losses) / static_cast<double>(count.on_host);
 }
 
 // Class-index targets: i64 with the input's shape minus the class dim (dim 1).
 void check_class_targets(const char* op, const Tensor& input, const Tensor& target) {
-  ops::check_cpu(op, {input, target});
+  ops::check_same_device(op, {input, target});
   ops::check_floating(op, input);
   KILN_CHECK(input.dim() >= 2, op, ": expected input of shape (N, C) or (N, C, d1, ...), got ", describe(input));
   KILN_CHECK(target.dtype() == i64, op, ": target must hold class indices as i64, got ", describe(target),
@@ -55,6 +73,7 @@ void check_class_targets(const char* op, const Tensor& input, const Tensor& targ
 }
 
 // Checks every target is in [0, C) or ignore_index; returns how many are not ignored.
+// CPU targets only (contiguous).
 int64_t count_valid_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index) {
   const int64_t* t = target.data<int64_t>();
   const cpu::TargetScan scan = cpu::scan_targets(t, target.numel(), classes, ignore_index);
@@ -62,6 +81,14 @@ int64_t count_valid_targets(const char* op, const Tensor& target, int64_t classe
              ") is out of range for ", classes, " classes (expected 0 <= target < ", classes,
              ", or ignore_index = ", ignore_index, ")");
   return scan.valid;
+}
+
+// The non-ignored targets: counted (and checked) on the host for CPU tensors, counted on
+// the device as a `dtype` scalar for CUDA tensors.
+LossCount count_class_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index,
+                              DType dtype) {
+  if (target.device().is_cuda()) return {0, sum(ne(target, static_cast<double>(ignore_index)).to(dtype))};
+  return {count_valid_targets(op, target.contiguous(), classes, ignore_index), Tensor()};
 }
 
 // The kernels' layout: (N, C, d1, ...) -> contiguous rows (N * d1 * ..., C).
@@ -87,10 +114,15 @@ Tensor classes_back(const Tensor& rows, const Shape& shape) {
 Tensor target_distribution(const Tensor& target, const Shape& logits_shape, DType dtype, int64_t ignore_index,
                            double smoothing) {
   const int64_t classes = logits_shape[1], rows = target.numel();
-  Tensor q = empty({rows, classes}, {.dtype = dtype});
+  Tensor q = empty({rows, classes}, {.dtype = dtype, .device = target.device()});
   const Tensor t = target.contiguous();
   dispatch_floating(dtype, "cross_entropy", [&]<class T>() {
-    cpu::target_distribution(t.data<int64_t>(), q.data<T>(), rows, classes, ignore_index, smoothing);
+    if (t.device().is_cuda()) {
+      cuda::target_distribution(t.data<int64_t>(), q.data<T>(), rows, classes, ignore_index, smoothing,
+                                t.device().index);
+    } else {
+      cpu::target_distribution(t.data<int64_t>(), q.data<T>(), rows, classes, ignore_index, smoothing);
+    }
   });
   return classes_back(q, logits_shape);
 }
@@ -99,25 +131,48 @@ struct CrossEntropyBackward {
   Shape logits_shape;
   CrossEntropyOptions opts;
   Reduction reduction;
-  int64_t valid_count;
+  LossCount valid_count;
 
   // dlogits = (softmax(x) - q) * dloss, where dloss is g per position (none), g (sum) or
   // g / valid_count (mean), and 0 at ignored positions. With every target ignored the
-  // mean loss is NaN but its gradient is 0, as in PyTorch.
+  // mean loss is NaN but its gradient is 0, as in PyTorch. (On the host; the CUDA
+  // kernel takes 1 / max(count, 1), the same: with no valid target every row's
+  // gradient is 0 whatever the scale.)
   double scale() const {
     if (reduction != Reduction::mean) return 1.0;
-    return valid_count > 0 ? 1.0 / static_cast<double>(valid_count) : 0.0;
+    return valid_count.on_host > 0 ? 1.0 / static_cast<double>(valid_count.on_host) : 0.0;
+  }
+
+  // The device count the CUDA kernel divides by, or null when it needs none.
+  template <class T>
+  const T* mean_count() const {
+    return reduction == Reduction::mean ? valid_count.on_device.data<T>() : nullptr;
+  }
+
+  // dloss scaled for the reduction, as a Tensor (the composite backward).
+  Tensor scaled(const Tensor& dloss) const {
+    if (reduction == Reduction::mean && valid_count.on_device.defined())
+      return dloss / clamp(valid_count.on_device, 1.0, std::numeric_limits<double>::infinity());
+    return dloss * scale();
   }
 
   Tensor fused(const Tensor& g, const Tensor& logits, const Tensor& target, const Tensor& row_max,
                const Tensor& row_log_sum) const {
     ops::check_same_dtype("cross_entropy", logits, g);
     const Tensor rows = classes_last(logits), t = target.contiguous(), gc = g.contiguous();
-    Tensor drows = empty(rows.shape(), {.dtype = logits.dtype()});
+    Tensor drows = empty(rows.shape(), {.dtype = logits.dtype(), .device = logits.device()});
+    const int64_t grad_stride = reduction == Reduction::none ? 1 : 0;
     dispatch_floating(logits.dtype(), "cross_entropy", [&]<class T>() {
-      cpu::cross_entropy_backward(rows.data<T>(), t.data<int64_t>(), row_max.data<T>(), row_log_sum.data<T>(),
-                                  gc.data<T>(), reduction == Reduction::none ? 1 : 0, scale(), drows.data<T>(),
-                                  rows.size(0), rows.size(1), opts.ignore_index, opts.label_smoothing);
+      if (logits.device().is_cuda()) {
+        cuda::cross_entropy_backward(rows.data<T>(), t.data<int64_t>(), row_max.data<T>(), row_log_sum.data<T>(),
+                                     gc.data<T>(), grad_stride, mean_count<T>(), drows.data<T>(), rows.size(0),
+                                     rows.size(1), opts.ignore_index, opts.label_smoothing,
+                                     logits.device().index);
+      } else {
+        cpu::cross_entropy_backward(rows.data<T>(), t.data<int64_t>(), row_max.data<T>(), row_log_sum.data<T>(),
+                                    gc.data<T>(), grad_stride, scale(), drows.data<T>(), rows.size(0),
+                                    rows.size(1), opts.ignore_index, opts.label_smoothing);
+      }
     });
     return classes_back(drows, logits_shape);
   }
@@ -128,7 +183,7 @@ struct CrossEntropyBackward {
                                          opts.label_smoothing);
     const Tensor valid = ne(target, static_cast<double>(opts.ignore_index)).to(logits.dtype()).unsqueeze(1);
     const Tensor dloss = reduction == Reduction::none ? g.unsqueeze(1) : g;
-    return (softmax(logits, 1) * valid - q) * (dloss * scale());
+    return (softmax(logits, 1) * valid - q) * scaled(dloss);
   }
 };
 
@@ -144,9 +199,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
              opts.label_smoothing);
   const Reduction reduction = parse_reduction(op, opts.reduction);
   const Tensor t = target.contiguous();
-  const int64_t valid_count = count_valid_targets(op, t, logits.size(1), opts.ignore_index);
+  const bool on_gpu = logits.device().is_cuda();
+  LossCount valid_count;
+  if (!on_gpu) valid_count.on_host = count_valid_targets(op, t, logits.size(1), opts.ignore_index);
 
-  const TensorOptions like_logits{.dtype = logits.dtype()};
+  const TensorOptions like_logits{.dtype = logits.dtype(), .device = logits.device()};
   Tensor losses = empty(target.shape(), like_logits);
   // Per row, for the backward: lse = row_max + row_log_sum.
   Tensor row_max = empty({target.numel()}, like_logits), row_log_sum = empty({target.numel()}, like_logits);
@@ -154,11 +211,20 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
   {
     NoGradGuard no_grad;
     const Tensor rows = classes_last(logits);
+    // CUDA only: 1 per non-ignored target, summed into the mean's count on the device.
+    const Tensor valid = on_gpu ? empty({target.numel()}, like_logits) : Tensor();
     dispatch_floating(logits.dtype(), op, [&]<class T>() {
-      cpu::cross_entropy_forward(rows.data<T>(), t.data<int64_t>(), losses.data<T>(), row_max.data<T>(),
-                                 row_log_sum.data<T>(), rows.size(0), rows.size(1), opts.ignore_index,
-                                 opts.label_smoothing);
+      if (on_gpu) {
+        cuda::cross_entropy_forward(rows.data<T>(), t.data<int64_t>(), losses.data<T>(), row_max.data<T>(),
+                                    row_log_sum.data<T>(), valid.data<T>(), rows.size(0), rows.size(1),
+                                    opts.ignore_index, opts.label_smoothing, logits.device().index);
+      } else {
+        cpu::cross_entropy_forward(rows.data<T>(), t.data<int64_t>(), losses.data<T>(), row_max.data<T>(),
+                                   row_log_sum.data<T>(), rows.size(0), rows.size(1), opts.ignore_index,
+                                   opts.label_smoothing);
+      }
     });
+    if (on_gpu) valid_count.on_device = sum(valid);
     out = reduce_losses(losses, reduction, valid_count);
   }
   const CrossEntropyBackward backward{logits.shape(), opts, reduction, valid_count};
@@ -178,7 +244,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_in
   const char* op = "nll_loss";
   check_class_targets(op, log_probs, target);
   const Reduction r = parse_reduction(op, reduction);
-  const int64_t valid_count = count_valid_targets(op, target.contiguous(), log_probs.size(1), ignore_index);
+  const LossCount valid_count = count_class_targets(op, target, log_probs.size(1), ignore_index, log_probs.dtype());
   const Tensor pick = neg(target_distribution(target, log_probs.shape(), log_probs.dtype(), ignore_index, 0.0));
   return reduce_losses(sum(log_probs * pick, {1}), r, valid_count);
 }
@@ -188,14 +254,14 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_in
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
   KILN_PROFILE_SCOPE("mse_loss", input, target);
   const char* op = "mse_loss";
-  ops::check_cpu(op, {input, target});
+  ops::check_same_device(op, {input, target});
   ops::check_floating(op, input);
   ops::check_same_dtype(op, input, target);
   KILN_CHECK(input.shape() == target.shape(), op, ": input ", describe(input), " and target ", describe(target),
              " must have the same shape");
   const Reduction r = parse_reduction(op, reduction);
   const Tensor diff = input - target;
-  return reduce_losses(diff * diff, r, input.numel());
+  return reduce_losses(diff * diff, r, {input.numel(), Tensor()});
 }
 
 }  // namespace kiln

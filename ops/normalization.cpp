@@ -1,5 +1,7 @@
-// Softmax, log-softmax and layer norm: fused CPU kernels (ops/cpu/softmax.*,
-// ops/cpu/layer_norm.*), each with a dedicated backward kernel.
+// Softmax, log-softmax and layer norm: fused kernels on the CPU (ops/cpu/softmax.*,
+// ops/cpu/layer_norm.*) and on CUDA (cuda/softmax.*, cuda/layer_norm.*), each with a
+// dedicated backward kernel. Both devices share the argument checks, the kernels'
+// contiguous layout and the autograd rules; only the kernel call differs.
 //
 // Double backward. A fused backward kernel is a black box to autograd, so each
 // backward rule below has two paths:
@@ -14,6 +16,8 @@
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/layer_norm.h"
+#include "kiln/cuda/softmax.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/layer_norm.h"
 #include "kiln/ops/cpu/softmax.h"
@@ -44,31 +48,41 @@ DimSplit split_at(const Shape& shape, int64_t dim) {
 
 // Checks x and wraps dim (a 0-d tensor counts as one element along dim 0 or -1).
 int64_t softmax_dim(const char* op, const Tensor& x, int64_t dim) {
-  ops::check_cpu(op, {x});
+  ops::check_same_device(op, {x});
   ops::check_floating(op, x);
   return wrap_dim(dim, std::max<int64_t>(x.dim(), 1), op);
 }
 
-// y = kernel(x) along dim, for kernel(x, y, outer, n, inner).
-template <class Kernel>
-Tensor forward_along_dim(const char* op, const Tensor& x, int64_t dim, Kernel kernel) {
+// y = kernel(x) along dim, for cpu_kernel(x, y, outer, n, inner) or, for a CUDA
+// tensor, gpu_kernel(x, y, outer, n, inner, device).
+template <class CpuKernel, class GpuKernel>
+Tensor forward_along_dim(const char* op, const Tensor& x, int64_t dim, CpuKernel cpu_kernel, GpuKernel gpu_kernel) {
   NoGradGuard no_grad;  // the copy below is an implementation detail, not part of the graph
   const Tensor xc = x.contiguous();
-  Tensor y = empty(x.shape(), {.dtype = x.dtype()});
+  Tensor y = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
   const DimSplit s = split_at(x.shape(), dim);
-  dispatch_floating(x.dtype(), op, [&]<class T>() { kernel(xc.data<T>(), y.data<T>(), s.outer, s.n, s.inner); });
+  dispatch_floating(x.dtype(), op, [&]<class T>() {
+    if (x.device().is_cuda()) gpu_kernel(xc.data<T>(), y.data<T>(), s.outer, s.n, s.inner, x.device().index);
+    else cpu_kernel(xc.data<T>(), y.data<T>(), s.outer, s.n, s.inner);
+  });
   return y;
 }
 
-// dx = kernel(y, g) along dim, for kernel(y, g, dx, outer, n, inner); y is contiguous.
-template <class Kernel>
-Tensor backward_along_dim(const char* op, const Tensor& y, const Tensor& g, int64_t dim, Kernel kernel) {
+// dx = kernel(y, g) along dim, for cpu_kernel(y, g, dx, outer, n, inner) or
+// gpu_kernel(y, g, dx, outer, n, inner, device); y is contiguous.
+template <class CpuKernel, class GpuKernel>
+Tensor backward_along_dim(const char* op, const Tensor& y, const Tensor& g, int64_t dim, CpuKernel cpu_kernel,
+                          GpuKernel gpu_kernel) {
   ops::check_same_dtype(op, y, g);
   const Tensor gc = g.contiguous();
-  Tensor dx = empty(y.shape(), {.dtype = y.dtype()});
+  Tensor dx = empty(y.shape(), {.dtype = y.dtype(), .device = y.device()});
   const DimSplit s = split_at(y.shape(), dim);
   dispatch_floating(y.dtype(), op, [&]<class T>() {
-    kernel(y.data<T>(), gc.data<T>(), dx.data<T>(), s.outer, s.n, s.inner);
+    if (y.device().is_cuda()) {
+      gpu_kernel(y.data<T>(), gc.data<T>(), dx.data<T>(), s.outer, s.n, s.inner, y.device().index);
+    } else {
+      cpu_kernel(y.data<T>(), gc.data<T>(), dx.data<T>(), s.outer, s.n, s.inner);
+    }
   });
   return dx;
 }
@@ -81,11 +95,15 @@ Tensor backward_along_dim(const char* op, const Tensor& y, const Tensor& g, int6
 Tensor softmax(const Tensor& x, int64_t dim) {
   KILN_PROFILE_SCOPE("softmax", x);
   dim = softmax_dim("softmax", x, dim);
-  Tensor y = forward_along_dim("softmax", x, dim, [](auto... args) { cpu::softmax_forward(args...); });
+  Tensor y = forward_along_dim(
+      "softmax", x, dim, [](auto... args) { cpu::softmax_forward(args...); },
+      [](auto... args) { cuda::softmax_forward(args...); });
   autograd::record("softmax", y, {x}, {y}, [dim](const Tensor& g, const Saved& s) {
     const Tensor& y = s[0];
     if (GradMode::is_enabled()) return Grads{y * (g - sum(g * y, {dim}, /*keepdim=*/true))};
-    return Grads{backward_along_dim("softmax", y, g, dim, [](auto... args) { cpu::softmax_backward(args...); })};
+    return Grads{backward_along_dim(
+        "softmax", y, g, dim, [](auto... args) { cpu::softmax_backward(args...); },
+        [](auto... args) { cuda::softmax_backward(args...); })};
   });
   return y;
 }
@@ -96,12 +114,15 @@ Tensor softmax(const Tensor& x, int64_t dim) {
 Tensor log_softmax(const Tensor& x, int64_t dim) {
   KILN_PROFILE_SCOPE("log_softmax", x);
   dim = softmax_dim("log_softmax", x, dim);
-  Tensor y = forward_along_dim("log_softmax", x, dim, [](auto... args) { cpu::log_softmax_forward(args...); });
+  Tensor y = forward_along_dim(
+      "log_softmax", x, dim, [](auto... args) { cpu::log_softmax_forward(args...); },
+      [](auto... args) { cuda::log_softmax_forward(args...); });
   autograd::record("log_softmax", y, {x}, {y}, [dim](const Tensor& g, const Saved& s) {
     const Tensor& y = s[0];
     if (GradMode::is_enabled()) return Grads{g - exp(y) * sum(g, {dim}, /*keepdim=*/true)};
-    return Grads{
-        backward_along_dim("log_softmax", y, g, dim, [](auto... args) { cpu::log_softmax_backward(args...); })};
+    return Grads{backward_along_dim(
+        "log_softmax", y, g, dim, [](auto... args) { cpu::log_softmax_backward(args...); },
+        [](auto... args) { cuda::log_softmax_backward(args...); })};
   });
   return y;
 }
@@ -119,7 +140,7 @@ namespace {
 void check_layer_norm_args(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
                            const Tensor& bias, double eps) {
   const char* op = "layer_norm";
-  ops::check_cpu(op, {x});
+  ops::check_same_device(op, {x});
   ops::check_floating(op, x);
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
   bool trailing_match = k >= 1 && k <= x.dim();
@@ -130,7 +151,7 @@ void check_layer_norm_args(const Tensor& x, const Shape& normalized_shape, const
   for (const Tensor* p : {&weight, &bias}) {
     if (!p->defined()) continue;
     const char* name = p == &weight ? "weight" : "bias";
-    ops::check_cpu(op, {*p});
+    ops::check_same_device(op, {x, *p});
     ops::check_same_dtype(op, x, *p);
     KILN_CHECK(p->shape() == normalized_shape, op, ": ", name, " ", describe(*p), " must have the normalized_shape ",
                shape_str(normalized_shape));
@@ -143,14 +164,26 @@ Grads layer_norm_backward_fused(const Tensor& g, const Saved& s, int64_t n) {
   const Tensor &x = s[0], &weight = s[1], &row_mean = s[3], &row_rstd = s[4];
   ops::check_same_dtype("layer_norm", x, g);
   const Tensor xc = x.contiguous(), gc = g.contiguous();
-  const Tensor w = weight.defined() ? weight.contiguous() : ones({n}, {.dtype = x.dtype()});
-  Tensor dx = s.needs_grad(0) ? empty(x.shape(), {.dtype = x.dtype()}) : Tensor();
-  Tensor dweight = s.needs_grad(1) ? empty(weight.shape(), {.dtype = x.dtype()}) : Tensor();
-  Tensor dbias = s.needs_grad(2) ? empty(s[2].shape(), {.dtype = x.dtype()}) : Tensor();
+  const TensorOptions like_x{.dtype = x.dtype(), .device = x.device()};
+  const Tensor w = weight.defined() ? weight.contiguous() : ones({n}, like_x);
+  Tensor dx = s.needs_grad(0) ? empty(x.shape(), like_x) : Tensor();
+  Tensor dweight = s.needs_grad(1) ? empty(weight.shape(), like_x) : Tensor();
+  Tensor dbias = s.needs_grad(2) ? empty(s[2].shape(), like_x) : Tensor();
+  const int64_t rows = row_mean.numel();
+  // The GPU kernel sums dweight/dbias over rows in two deterministic passes through
+  // this workspace (no float atomics).
+  const Tensor workspace = x.device().is_cuda() && (dweight.defined() || dbias.defined())
+                               ? empty({cuda::layer_norm_backward_workspace(rows, n)}, like_x)
+                               : Tensor();
   dispatch_floating(x.dtype(), "layer_norm", [&]<class T>() {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-    cpu::layer_norm_backward(xc.data<T>(), row_mean.data<T>(), row_rstd.data<T>(), w.data<T>(), gc.data<T>(),
-                             ptr(dx), ptr(dweight), ptr(dbias), row_mean.numel(), n);
+    if (x.device().is_cuda()) {
+      cuda::layer_norm_backward(xc.data<T>(), row_mean.data<T>(), row_rstd.data<T>(), w.data<T>(), gc.data<T>(),
+                                ptr(dx), ptr(dweight), ptr(dbias), rows, n, ptr(workspace), x.device().index);
+    } else {
+      cpu::layer_norm_backward(xc.data<T>(), row_mean.data<T>(), row_rstd.data<T>(), w.data<T>(), gc.data<T>(),
+                               ptr(dx), ptr(dweight), ptr(dbias), rows, n);
+    }
   });
   return {dx, dweight, dbias};
 }
@@ -179,7 +212,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   check_layer_norm_args(x, normalized_shape, weight, bias, eps);
   const int64_t n = numel_of(normalized_shape);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
-  const TensorOptions like_x{.dtype = x.dtype()};
+  const TensorOptions like_x{.dtype = x.dtype(), .device = x.device()};
   Tensor y = empty(x.shape(), like_x), row_mean = empty({rows}, like_x), row_rstd = empty({rows}, like_x);
   {
     NoGradGuard no_grad;
@@ -187,8 +220,13 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
     const Tensor w = weight.defined() ? weight.contiguous() : ones({n}, like_x);
     const Tensor b = bias.defined() ? bias.contiguous() : zeros({n}, like_x);
     dispatch_floating(x.dtype(), "layer_norm", [&]<class T>() {
-      cpu::layer_norm_forward(xc.data<T>(), w.data<T>(), b.data<T>(), y.data<T>(), row_mean.data<T>(),
-                              row_rstd.data<T>(), rows, n, eps);
+      if (x.device().is_cuda()) {
+        cuda::layer_norm_forward(xc.data<T>(), w.data<T>(), b.data<T>(), y.data<T>(), row_mean.data<T>(),
+                                 row_rstd.data<T>(), rows, n, eps, x.device().index);
+      } else {
+        cpu::layer_norm_forward(xc.data<T>(), w.data<T>(), b.data<T>(), y.data<T>(), row_mean.data<T>(),
+                                row_rstd.data<T>(), rows, n, eps);
+      }
     });
   }
   autograd::record("layer_norm", y, {x, weight, bias}, {x, weight, bias, row_mean, row_rstd},

@@ -18,12 +18,17 @@
 //   max/min/argmax/argmin).
 // - Inputs are read in place when contiguous and their reduced dims form at most two
 //   blocks; other inputs (non-contiguous views, three or more blocks) are copied first.
+//
+// CUDA tensors take the same plan: each kernel call below branches to the launcher of
+// the same name in cuda/reduce.h, which reads the same geometry; it gets a workspace
+// (chunk partials, per-output scratch) allocated here as a kiln tensor.
 #include "kiln/ops/reduce.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/autograd/node.h"
@@ -32,8 +37,8 @@
 #include "kiln/core/profiler.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/reduce.h"
+#include "kiln/cuda/reduce.h"
 #include "kiln/ops/elementwise.h"
-#include "kiln/ops/map.h"
 
 namespace kiln {
 
@@ -94,7 +99,7 @@ std::vector<int64_t> memory_order(const Tensor& x) {
 }
 
 Plan plan_reduction(const Tensor& x, const Dims& dims, bool keepdim, const char* op) {
-  ops::check_cpu(op, {x});
+  ops::check_same_device(op, {x});
   const int64_t n = x.dim();
   // Empty `dims` means every dim. A 0-d tensor accepts dim 0 / -1 and reduces nothing.
   std::vector<bool> reduced(static_cast<size_t>(n), dims.empty());
@@ -173,11 +178,30 @@ std::vector<int64_t> kept_in_kernel_order(const Plan& plan) {
   return kept;
 }
 
-// An uninitialised kernel output: the kept dims' sizes, in kernel order.
-Tensor kernel_output(const Plan& plan, DType dtype) {
+// An uninitialised kernel output on `device`: the kept dims' sizes, in kernel order.
+Tensor kernel_output(const Plan& plan, DType dtype, Device device) {
   Shape shape;
   for (int64_t d : kept_in_kernel_order(plan)) shape.push_back(plan.in_shape[d]);
-  return empty(shape, {.dtype = dtype});
+  return empty(shape, {.dtype = dtype, .device = device});
+}
+
+// What the CUDA launchers need besides pointers: the plan's geometry, the device, and
+// the workspace cuda/reduce.h asks for (a kiln tensor, so it comes from the caching
+// allocator and is stream-ordered: freeing it before the kernels finish is safe).
+struct GpuReduction {
+  cuda::ReduceGeometry geometry;
+  int device;
+  Tensor workspace;
+  void* scratch() const { return workspace.raw_data(); }
+};
+
+// For a CUDA tensor x, the GPU side of the plan; nothing for a CPU tensor.
+std::optional<GpuReduction> gpu_reduction(const Tensor& x, const Plan& plan) {
+  if (!x.device().is_cuda()) return std::nullopt;
+  const cpu::ReduceGeometry& g = plan.geometry;
+  const cuda::ReduceGeometry geometry{g.outer, g.Ra, g.mid, g.Rb, g.inner};
+  const int64_t words = (cuda::reduce_workspace_bytes(geometry) + 7) / 8;
+  return GpuReduction{geometry, x.device().index, empty({words}, {.dtype = i64, .device = x.device()})};
 }
 
 // A kernel output as the op's result: contiguous, kept dims in x's order, out_shape.
@@ -191,13 +215,15 @@ Tensor result_from_kernel(const Tensor& t, const Plan& plan) {
   return t.permute(to_x_order).contiguous().view(plan.out_shape);
 }
 
-// Runs `kernel(in, out)` (a lambda templated on the element type) for x's dtype: f32 or
-// f64, and i64 too when kNumeric. The result has x's dtype and the plan's out_shape.
+// Runs `kernel(in, out, gpu)` (a lambda templated on the element type; gpu is null on
+// the CPU) for x's dtype: f32 or f64, and i64 too when kNumeric. The result has x's
+// dtype and device and the plan's out_shape.
 template <bool kNumeric, class Kernel>
 Tensor run_reduction(const Tensor& x, const Plan& plan, const char* op, Kernel kernel) {
   const Tensor in = kernel_input(x, plan);
-  Tensor out = kernel_output(plan, x.dtype());
-  auto run = [&]<class T>() { kernel(in.data<T>(), out.data<T>()); };
+  Tensor out = kernel_output(plan, x.dtype(), x.device());
+  const std::optional<GpuReduction> gpu = gpu_reduction(x, plan);
+  auto run = [&]<class T>() { kernel(in.data<T>(), out.data<T>(), gpu ? &*gpu : nullptr); };
   if constexpr (kNumeric) dispatch_numeric(x.dtype(), op, run);
   else dispatch_floating(x.dtype(), op, run);
   return result_from_kernel(out, plan);
@@ -211,72 +237,38 @@ Tensor unsqueeze_reduced(const Tensor& t, const Plan& plan) {
 
 // ---- differentiable helpers for backward rules ------------------------------------------------
 // Some gradients below have a singular point where PyTorch picks 0 (a subgradient) rather
-// than NaN. Composing public ops cannot express "0 where b == 0" without NaN leaking
-// through the unselected branch, so these few are small ops of their own, each with its
-// backward, so double backward still works through them.
+// than NaN. Composing ops naively cannot express "0 where b == 0": NaN or inf from the
+// unselected branch leaks into the gradient (0 * inf). Each helper below therefore feeds
+// the risky op a safe value at the singular points (masked_fill) and masks its result
+// again, so both the value and every derivative (double backward included) are 0 there.
+// Written with public Tensor ops only, they run on every device.
 
-// -1, 0 or 1. A constant (no history): its derivative is 0 wherever it exists.
-Tensor sign_of(const Tensor& x) {
-  return ops::map_unary("sign", x, [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
-}
+// -1, 0 or 1. A constant (comparisons have no history): its derivative is 0 wherever it exists.
+Tensor sign_of(const Tensor& x) { return gt(x, 0.0).to(x.dtype()) - lt(x, 0.0).to(x.dtype()); }
 
-// a / b, but 0 where b == 0.
+// a / b, but 0 where b == 0 (and so are its derivatives there).
 Tensor div_or_zero(const Tensor& a, const Tensor& b) {
-  Tensor out = ops::map_binary(
-      "div_or_zero", a, b, [](auto x, auto y) { return y == 0 ? decltype(x)(0) : x / y; }, /*numeric=*/false);
-  // d/da = 1/b, d/db = -a/b^2 = -out/b; both 0 where b == 0.
-  autograd::record("div_or_zero", out, {a, b}, {b, out}, [sa = a.shape()](const Tensor& g, const Saved& s) {
-    const Tensor &b = s[0], &out = s[1];
-    return Grads{s.needs_grad(0) ? sum_to(div_or_zero(g, b), sa) : Tensor(),
-                 s.needs_grad(1) ? sum_to(neg(div_or_zero(g * out, b)), b.shape()) : Tensor()};
-  });
-  return out;
+  const Tensor singular = eq(b, 0.0);
+  return masked_fill(a / masked_fill(b, singular, 1.0), singular, 0.0);
 }
 
-Tensor abs_pow(const Tensor& x, double e);
-
-// sign(x) |x|^e, which is 0 at x = 0 for every e.
-Tensor signed_pow(const Tensor& x, double e) {
-  Tensor out = ops::map_unary("signed_pow", x, [e](auto v) {
-    using T = decltype(v);
-    return v == 0 ? T(0) : static_cast<T>((v > 0 ? 1 : -1) * std::pow(std::abs(v), static_cast<T>(e)));
-  });
-  // d/dx = e |x|^(e-1)
-  autograd::record("signed_pow", out, {x}, {x}, [e](const Tensor& g, const Saved& s) {
-    return Grads{e == 0 ? Tensor() : g * abs_pow(s[0], e - 1) * e};
-  });
-  return out;
-}
-
-// |x|^e
+// |x|^e, with derivative e sign(x) |x|^(e-1) taken as 0 at x = 0.
 Tensor abs_pow(const Tensor& x, double e) {
-  Tensor out = ops::map_unary("abs_pow", x, [e](auto v) {
-    using T = decltype(v);
-    return static_cast<T>(std::pow(std::abs(v), static_cast<T>(e)));
-  });
-  // d/dx = e sign(x) |x|^(e-1), taken as 0 at x = 0
-  autograd::record("abs_pow", out, {x}, {x}, [e](const Tensor& g, const Saved& s) {
-    return Grads{e == 0 ? Tensor() : g * signed_pow(s[0], e - 1) * e};
-  });
-  return out;
+  const Tensor at_zero = eq(x, 0.0);
+  return masked_fill(pow(masked_fill(abs(x), at_zero, 1.0), e), at_zero, std::pow(0.0, e));
+}
+
+// sign(x) |x|^e, which is 0 at x = 0 for every e (also where |x|^e is inf), with
+// derivative e |x|^(e-1) taken as 0 at x = 0.
+Tensor signed_pow(const Tensor& x, double e) {
+  const Tensor at_zero = eq(x, 0.0);
+  return masked_fill(sign_of(x) * pow(masked_fill(abs(x), at_zero, 1.0), e), at_zero, 0.0);
 }
 
 // exp(x - shift), but 0 where shift == -inf (then every x of the slice is -inf too).
 Tensor exp_shifted(const Tensor& x, const Tensor& shift) {
-  Tensor out = ops::map_binary(
-      "exp_shifted", x, shift,
-      [](auto v, auto m) {
-        using T = decltype(v);
-        return m == -std::numeric_limits<T>::infinity() ? T(0) : std::exp(v - m);
-      },
-      /*numeric=*/false);
-  autograd::record("exp_shifted", out, {x, shift}, {out}, [sx = x.shape(), sm = shift.shape()](const Tensor& g,
-                                                                                             const Saved& s) {
-    const Tensor g_out = g * s[0];
-    return Grads{s.needs_grad(0) ? sum_to(g_out, sx) : Tensor(),
-                 s.needs_grad(1) ? sum_to(neg(g_out), sm) : Tensor()};
-  });
-  return out;
+  const Tensor empty_slice = eq(shift, -std::numeric_limits<double>::infinity());
+  return masked_fill(exp(x - masked_fill(shift, empty_slice, 0.0)), empty_slice, 0.0);
 }
 
 // Constant weights that share a max's (kMax) or min's gradient evenly among the elements
@@ -285,9 +277,14 @@ Tensor exp_shifted(const Tensor& x, const Tensor& shift) {
 template <bool kMax>
 Tensor tie_weights(const Tensor& x, const Plan& plan, bool magnitude) {
   const Tensor in = kernel_input(x, plan);
-  Tensor weights = empty(in.shape(), {.dtype = x.dtype()});
+  Tensor weights = empty(in.shape(), {.dtype = x.dtype(), .device = x.device()});
+  const std::optional<GpuReduction> gpu = gpu_reduction(x, plan);
   dispatch_floating(x.dtype(), "max backward", [&]<class T>() {
-    cpu::tie_weights<kMax>(in.data<T>(), weights.data<T>(), plan.geometry, magnitude);
+    if (gpu) {
+      cuda::tie_weights(in.data<T>(), weights.data<T>(), gpu->geometry, kMax, magnitude, gpu->scratch(), gpu->device);
+    } else {
+      cpu::tie_weights<kMax>(in.data<T>(), weights.data<T>(), plan.geometry, magnitude);
+    }
   });
   return from_kernel_layout(weights, plan);
 }
@@ -303,9 +300,15 @@ template <bool kMax>
 Extremum extremum_along(const Tensor& x, int64_t dim, const Plan& plan, const char* op) {
   KILN_CHECK(plan.count() > 0, op, ": cannot reduce dim ", dim, " of ", describe(x), ": it has size 0");
   const Tensor in = kernel_input(x, plan);
-  Tensor values = kernel_output(plan, x.dtype()), indices = kernel_output(plan, i64);
+  Tensor values = kernel_output(plan, x.dtype(), x.device()), indices = kernel_output(plan, i64, x.device());
+  const std::optional<GpuReduction> gpu = gpu_reduction(x, plan);
   dispatch_numeric(x.dtype(), op, [&]<class T>() {
-    cpu::extremum_reduce<kMax>(in.data<T>(), values.data<T>(), indices.data<int64_t>(), plan.geometry);
+    if (gpu) {
+      cuda::extremum_reduce(in.data<T>(), values.data<T>(), indices.data<int64_t>(), gpu->geometry, kMax,
+                            gpu->scratch(), gpu->device);
+    } else {
+      cpu::extremum_reduce<kMax>(in.data<T>(), values.data<T>(), indices.data<int64_t>(), plan.geometry);
+    }
   });
   return {result_from_kernel(values, plan), result_from_kernel(indices, plan), indices};
 }
@@ -318,9 +321,15 @@ Tensor extremum(const Tensor& x, int64_t dim, bool keepdim, const char* op) {
   const Plan plan = plan_reduction(x, {dim}, keepdim, op);
   Extremum r = extremum_along<kMax>(x, dim, plan, op);
   autograd::record(op, r.values, {x}, {r.kernel_indices}, [plan](const Tensor& g, const Saved& s) {
-    Tensor mask = zeros(kernel_input_shape(plan), {.dtype = g.dtype()});
+    Tensor mask = zeros(kernel_input_shape(plan), {.dtype = g.dtype(), .device = g.device()});
+    const cpu::ReduceGeometry& geo = plan.geometry;
     dispatch_floating(g.dtype(), "max backward", [&]<class T>() {
-      cpu::scatter_ones(s[0].data<int64_t>(), mask.data<T>(), plan.geometry);
+      if (g.device().is_cuda()) {
+        cuda::scatter_ones(s[0].data<int64_t>(), mask.data<T>(), {geo.outer, geo.Ra, geo.mid, geo.Rb, geo.inner},
+                           g.device().index);
+      } else {
+        cpu::scatter_ones(s[0].data<int64_t>(), mask.data<T>(), geo);
+      }
     });
     return Grads{unsqueeze_reduced(g, plan) * from_kernel_layout(mask, plan)};
   });
@@ -333,8 +342,9 @@ Tensor extremum(const Tensor& x, const char* op) {
   KILN_PROFILE_SCOPE(op, x);
   const Plan plan = plan_reduction(x, {}, false, op);
   KILN_CHECK(x.numel() > 0, op, ": cannot reduce ", describe(x), ": it has no elements");
-  Tensor out = run_reduction<true>(x, plan, op, [&]<class T>(const T* in, T* o) {
-    cpu::extremum_reduce<kMax>(in, o, nullptr, plan.geometry);
+  Tensor out = run_reduction<true>(x, plan, op, [&]<class T>(const T* in, T* o, const GpuReduction* gpu) {
+    if (gpu) cuda::extremum_reduce(in, o, nullptr, gpu->geometry, kMax, gpu->scratch(), gpu->device);
+    else cpu::extremum_reduce<kMax>(in, o, nullptr, plan.geometry);
   });
   autograd::record(op, out, {x}, {x}, [plan](const Tensor& g, const Saved& s) {
     return Grads{g * tie_weights<kMax>(s[0], plan, /*magnitude=*/false)};
@@ -367,8 +377,9 @@ Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
   if (x.defined() && x.dtype() == b8) return sum(x.to(i64), dims, keepdim);
   KILN_PROFILE_SCOPE("sum", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "sum");
-  Tensor out = run_reduction<true>(x, plan, "sum", [&]<class T>(const T* in, T* o) {
-    cpu::sum_reduce(in, o, plan.geometry);
+  Tensor out = run_reduction<true>(x, plan, "sum", [&]<class T>(const T* in, T* o, const GpuReduction* gpu) {
+    if (gpu) cuda::sum_reduce(in, o, gpu->geometry, gpu->scratch(), gpu->device);
+    else cpu::sum_reduce(in, o, plan.geometry);
   });
   autograd::record("sum", out, {x}, {}, [plan](const Tensor& g, const Saved&) {
     return Grads{unsqueeze_reduced(g, plan).expand(plan.in_shape)};
@@ -416,8 +427,9 @@ Tensor var(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) 
   ops::check_floating("var", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "var");
   const double dof = degrees_of_freedom(x, plan, correction, "var");
-  Tensor out = run_reduction<false>(x, plan, "var", [&]<class T>(const T* in, T* o) {
-    cpu::variance_reduce(in, o, plan.geometry, dof, /*take_sqrt=*/false);
+  Tensor out = run_reduction<false>(x, plan, "var", [&]<class T>(const T* in, T* o, const GpuReduction* gpu) {
+    if (gpu) cuda::variance_reduce(in, o, gpu->geometry, dof, /*take_sqrt=*/false, gpu->scratch(), gpu->device);
+    else cpu::variance_reduce(in, o, plan.geometry, dof, /*take_sqrt=*/false);
   });
   autograd::record("var", out, {x}, {x}, [plan, dof](const Tensor& g, const Saved& s) {
     return Grads{variance_backward(unsqueeze_reduced(g, plan), s[0], plan, dof)};
@@ -431,8 +443,9 @@ Tensor std(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) 
   ops::check_floating("std", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "std");
   const double dof = degrees_of_freedom(x, plan, correction, "std");
-  Tensor out = run_reduction<false>(x, plan, "std", [&]<class T>(const T* in, T* o) {
-    cpu::variance_reduce(in, o, plan.geometry, dof, /*take_sqrt=*/true);
+  Tensor out = run_reduction<false>(x, plan, "std", [&]<class T>(const T* in, T* o, const GpuReduction* gpu) {
+    if (gpu) cuda::variance_reduce(in, o, gpu->geometry, dof, /*take_sqrt=*/true, gpu->scratch(), gpu->device);
+    else cpu::variance_reduce(in, o, plan.geometry, dof, /*take_sqrt=*/true);
   });
   autograd::record("std", out, {x}, {x, out}, [plan, dof](const Tensor& g, const Saved& s) {
     const Tensor g_var = div_or_zero(unsqueeze_reduced(g, plan), unsqueeze_reduced(s[1], plan) * 2.0);
@@ -449,8 +462,9 @@ Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
   KILN_PROFILE_SCOPE("logsumexp", x);
   ops::check_floating("logsumexp", x);
   const Plan plan = plan_reduction(x, dims, keepdim, "logsumexp");
-  Tensor out = run_reduction<false>(x, plan, "logsumexp", [&]<class T>(const T* in, T* o) {
-    cpu::logsumexp_reduce(in, o, plan.geometry);
+  Tensor out = run_reduction<false>(x, plan, "logsumexp", [&]<class T>(const T* in, T* o, const GpuReduction* gpu) {
+    if (gpu) cuda::logsumexp_reduce(in, o, gpu->geometry, gpu->scratch(), gpu->device);
+    else cpu::logsumexp_reduce(in, o, plan.geometry);
   });
   autograd::record("logsumexp", out, {x}, {x, out}, [plan](const Tensor& g, const Saved& s) {
     return Grads{unsqueeze_reduced(g, plan) * exp_shifted(s[0], unsqueeze_reduced(s[1], plan))};
@@ -470,8 +484,9 @@ Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
   ops::check_floating("norm", x);
   KILN_CHECK(p > 0, "norm: p must be > 0 (or inf), got ", p);
   const Plan plan = plan_reduction(x, dims, keepdim, "norm");
-  Tensor out = run_reduction<false>(x, plan, "norm", [&]<class T>(const T* in, T* o) {
-    cpu::norm_reduce(in, o, plan.geometry, p);
+  Tensor out = run_reduction<false>(x, plan, "norm", [&]<class T>(const T* in, T* o, const GpuReduction* gpu) {
+    if (gpu) cuda::norm_reduce(in, o, gpu->geometry, p, gpu->scratch(), gpu->device);
+    else cpu::norm_reduce(in, o, plan.geometry, p);
   });
   autograd::record("norm", out, {x}, {x, out}, [plan, p](const Tensor& g, const Saved& s) {
     const Tensor& x = s[0];
