@@ -6,8 +6,14 @@
 //
 // Public ops check their arguments (i64 indices, shapes, every index in range) and then
 // call the unchecked, recorded *_impl op, which backward rules reuse with the same indices.
+//
+// Every op runs on the CPU and on CUDA: the argument checks and the autograd records are
+// shared, and each *_impl op branches to ops/cpu/index.h or cuda/index.h. On CUDA,
+// index_add (the backward of index_select and embedding) sorts the indices and lets one
+// block own each output row, so gradients are deterministic without atomics.
 #include "kiln/ops/index.h"
 
+#include <limits>
 #include <utility>
 
 #include "kiln/autograd/grad_mode.h"
@@ -15,6 +21,7 @@
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/index.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/index.h"
 #include "kiln/ops/elementwise.h"
@@ -35,8 +42,13 @@ void check_index_dtype(const char* op, const Tensor& index, const char* name) {
 }
 
 // Every value of the contiguous `index` lies in [0, t.size(dim)); `name` names t.
+// A CUDA index is copied to the host and checked there: one synchronisation per op, the
+// price of the CPU's exact error (the op, the bad index and its position) before any
+// kernel runs. Index tensors (token ids, class labels) are small next to the data they
+// index; the kernels also skip out-of-range indices, so memory is safe either way.
 void check_in_range(const char* op, const Tensor& index, const Tensor& t, int64_t dim, const char* name) {
-  const int64_t* idx = index.data<int64_t>();
+  const Tensor host = index.device().is_cuda() ? index.to(Device::cpu()) : index;
+  const int64_t* idx = host.data<int64_t>();
   const int64_t size = t.shape()[dim];
   const int64_t bad = cpu::find_out_of_range(idx, index.numel(), size);
   KILN_CHECK(bad < 0, op, ": index ", idx[bad], " at position ", bad, " is out of range [0, ", size, ") for dim ",
@@ -55,6 +67,23 @@ void check_index_fits(const char* op, const Tensor& index, const Tensor& t, cons
 }
 
 // ---- shared geometry ----------------------------------------------------------------------
+
+// Options for a new tensor of `dtype` on t's device.
+TensorOptions on_device_of(const Tensor& t, DType dtype) { return {.dtype = dtype, .device = t.device()}; }
+
+// Calls f.template operator()<W>() with W the unsigned integer as wide as one element of
+// `dtype`: the CUDA copies of index_select and gather move values without reading them,
+// so one kernel per width serves every dtype.
+template <class F>
+void dispatch_word(DType dtype, const char* op, F&& f) {
+  switch (element_size(dtype)) {
+    case 1: return f.template operator()<uint8_t>();
+    case 2: return f.template operator()<uint16_t>();
+    case 4: return f.template operator()<uint32_t>();
+    case 8: return f.template operator()<uint64_t>();
+    default: throw Error(kiln::detail::str(op, ": dtype ", dtype_name(dtype), " is not supported on CUDA"));
+  }
+}
 
 // Sizes of x before and after `dim`: x is then an (outer, x.size(dim), inner) array.
 std::pair<int64_t, int64_t> outer_inner(const Shape& shape, int64_t dim) {
@@ -80,6 +109,25 @@ cpu::IndexLines index_lines(const Tensor& index, const Tensor& indexed, const Te
   return lines;
 }
 
+// The same lines in the fixed-size form a CUDA kernel takes by value. `indexed_size` is
+// the indexed tensor's size along the dim (the valid index values).
+cuda::IndexLinesLayout cuda_layout(const cpu::IndexLines& lines, int64_t indexed_size, const char* op) {
+  const int ndim = static_cast<int>(lines.grid.size());
+  KILN_CHECK(ndim < cuda::kMaxIndexDims, op, ": tensors of more than ", cuda::kMaxIndexDims,
+             " dims are not supported on CUDA");
+  cuda::IndexLinesLayout layout;
+  layout.ndim = ndim;
+  for (int d = 0; d < ndim; ++d) {
+    layout.grid[d] = lines.grid[d];
+    for (int k = 0; k < 3; ++k) layout.strides[k][d] = lines.strides[k][d];
+  }
+  for (int k = 0; k < 3; ++k) layout.step[k] = lines.step[k];
+  layout.length = lines.length;
+  layout.lines = lines.count();
+  layout.indexed_size = indexed_size;
+  return layout;
+}
+
 // Contiguous copy (or x itself), recorded by no one: the calling op records its own node.
 Tensor contiguous_untracked(const Tensor& x) {
   NoGradGuard no_grad;
@@ -95,16 +143,23 @@ Tensor index_add_impl(const Tensor& src, int64_t dim, const Tensor& index, int64
 Tensor select_rows(const Tensor& x, int64_t dim, const Tensor& index) {
   Shape out_shape = x.shape();
   out_shape[dim] = index.numel();
-  Tensor out = empty(out_shape, {.dtype = x.dtype()});
+  Tensor out = empty(out_shape, on_device_of(x, x.dtype()));
   const Tensor src = contiguous_untracked(x);
   // Plain variables, not a structured binding: clang < 16 cannot capture those in the
   // lambda below (the fuzz build uses clang 14).
   const auto [outer_, inner_] = outer_inner(x.shape(), dim);
   const int64_t outer = outer_, inner = inner_;
-  dispatch_all(x.dtype(), "index_select", [&]<class T>() {
-    cpu::index_select(out.data<T>(), src.data<T>(), index.data<int64_t>(), index.numel(), outer, x.shape()[dim],
-                      inner);
-  });
+  if (x.device().is_cuda()) {
+    dispatch_word(x.dtype(), "index_select", [&]<class W>() {
+      cuda::index_select(static_cast<W*>(out.raw_data()), static_cast<const W*>(src.raw_data()),
+                         index.data<int64_t>(), index.numel(), outer, x.shape()[dim], inner, x.device().index);
+    });
+  } else {
+    dispatch_all(x.dtype(), "index_select", [&]<class T>() {
+      cpu::index_select(out.data<T>(), src.data<T>(), index.data<int64_t>(), index.numel(), outer, x.shape()[dim],
+                        inner);
+    });
+  }
   return out;
 }
 
@@ -123,13 +178,28 @@ Tensor index_select_impl(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor index_add_impl(const Tensor& src, int64_t dim, const Tensor& index, int64_t size) {
   Shape out_shape = src.shape();
   out_shape[dim] = size;
-  Tensor out = zeros(out_shape, {.dtype = src.dtype()});
   const Tensor s = contiguous_untracked(src);
   const auto [outer_, inner_] = outer_inner(src.shape(), dim);  // see index_select
   const int64_t outer = outer_, inner = inner_;
-  dispatch_numeric(src.dtype(), "index_add", [&]<class T>() {
-    cpu::index_add(out.data<T>(), s.data<T>(), index.data<int64_t>(), index.numel(), outer, size, inner);
-  });
+  Tensor out;
+  if (src.device().is_cuda()) {
+    // The kernel writes every element (zeros where no index points), so no zero fill.
+    // It sorts index * n + position keys in a scratch tensor of the caching allocator.
+    const int64_t n = index.numel();
+    KILN_CHECK(n == 0 || size <= std::numeric_limits<int64_t>::max() / n - 1, "index_add: ", n,
+               " indices into ", size, " rows are too many to sort on CUDA");
+    out = empty(out_shape, on_device_of(src, src.dtype()));
+    Tensor scratch = empty({cuda::index_add_scratch_size(n)}, on_device_of(src, i64));
+    dispatch_numeric(src.dtype(), "index_add", [&]<class T>() {
+      cuda::index_add(out.data<T>(), s.data<T>(), index.data<int64_t>(), n, outer, size, inner,
+                      scratch.data<int64_t>(), src.device().index);
+    });
+  } else {
+    out = zeros(out_shape, {.dtype = src.dtype()});
+    dispatch_numeric(src.dtype(), "index_add", [&]<class T>() {
+      cpu::index_add(out.data<T>(), s.data<T>(), index.data<int64_t>(), index.numel(), outer, size, inner);
+    });
+  }
   autograd::record("index_add", out, {src}, {index}, [dim](const Tensor& g, const Saved& saved) {
     return Grads{index_select_impl(g, dim, saved[0])};
   });
@@ -143,12 +213,20 @@ Tensor scatter_add_impl(const Tensor& x, int64_t dim, const Tensor& index, const
 
 // Backward: each read element's gradient is added back where it was read from.
 Tensor gather_impl(const Tensor& x, int64_t dim, const Tensor& index) {
-  Tensor out = empty(index.shape(), {.dtype = x.dtype()});
-  dispatch_all(x.dtype(), "gather", [&]<class T>() {
-    cpu::gather(out.data<T>(), x.data<T>(), index.data<int64_t>(), index_lines(index, x, out, dim));
-  });
+  Tensor out = empty(index.shape(), on_device_of(x, x.dtype()));
+  if (x.device().is_cuda()) {
+    const cuda::IndexLinesLayout layout = cuda_layout(index_lines(index, x, out, dim), x.shape()[dim], "gather");
+    dispatch_word(x.dtype(), "gather", [&]<class W>() {
+      cuda::gather(static_cast<W*>(out.raw_data()), static_cast<const W*>(x.raw_data()), index.data<int64_t>(),
+                   layout, x.device().index);
+    });
+  } else {
+    dispatch_all(x.dtype(), "gather", [&]<class T>() {
+      cpu::gather(out.data<T>(), x.data<T>(), index.data<int64_t>(), index_lines(index, x, out, dim));
+    });
+  }
   autograd::record("gather", out, {x}, {index}, [dim, shape = x.shape()](const Tensor& g, const Saved& s) {
-    return Grads{scatter_add_impl(zeros(shape, {.dtype = g.dtype()}), dim, s[0], g)};
+    return Grads{scatter_add_impl(zeros(shape, on_device_of(g, g.dtype())), dim, s[0], g)};
   });
   return out;
 }
@@ -169,9 +247,17 @@ Tensor scatter_add_impl(const Tensor& x, int64_t dim, const Tensor& index, const
     NoGradGuard no_grad;
     out = x.clone();  // a fresh contiguous copy: lines write disjoint elements of it
   }
-  dispatch_numeric(x.dtype(), "scatter_add", [&]<class T>() {
-    cpu::scatter_add(out.data<T>(), src.data<T>(), index.data<int64_t>(), index_lines(index, out, src, dim));
-  });
+  if (x.device().is_cuda()) {
+    const cuda::IndexLinesLayout layout =
+        cuda_layout(index_lines(index, out, src, dim), out.shape()[dim], "scatter_add");
+    dispatch_numeric(x.dtype(), "scatter_add", [&]<class T>() {
+      cuda::scatter_add(out.data<T>(), src.data<T>(), index.data<int64_t>(), layout, x.device().index);
+    });
+  } else {
+    dispatch_numeric(x.dtype(), "scatter_add", [&]<class T>() {
+      cpu::scatter_add(out.data<T>(), src.data<T>(), index.data<int64_t>(), index_lines(index, out, src, dim));
+    });
+  }
   autograd::record("scatter_add", out, {x, src}, {index},
                    [dim, src_shape = src.shape()](const Tensor& g, const Saved& s) {
                      return Grads{s.needs_grad(0) ? g : Tensor(),
@@ -182,9 +268,12 @@ Tensor scatter_add_impl(const Tensor& x, int64_t dim, const Tensor& index, const
 
 // (n, 1) tensor of `dtype`: 0 where index == padding_idx, 1 elsewhere.
 Tensor padding_keep_mask(const Tensor& index, int64_t padding_idx, DType dtype) {
-  Tensor keep = empty({index.numel(), 1}, {.dtype = dtype});
+  Tensor keep = empty({index.numel(), 1}, on_device_of(index, dtype));
   dispatch_floating(dtype, "embedding", [&]<class T>() {
-    cpu::not_equal_mask(keep.data<T>(), index.data<int64_t>(), index.numel(), padding_idx);
+    if (index.device().is_cuda())
+      cuda::not_equal_mask(keep.data<T>(), index.data<int64_t>(), index.numel(), padding_idx, index.device().index);
+    else
+      cpu::not_equal_mask(keep.data<T>(), index.data<int64_t>(), index.numel(), padding_idx);
   });
   return keep;
 }
@@ -195,7 +284,7 @@ Tensor padding_keep_mask(const Tensor& index, int64_t padding_idx, DType dtype) 
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   KILN_PROFILE_SCOPE("index_select", index);
-  ops::check_cpu("index_select", {x, index});
+  ops::check_same_device("index_select", {x, index});
   check_index_dtype("index_select", index, "index");
   KILN_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", describe(index));
   KILN_CHECK(x.dim() > 0, "index_select: cannot index a zero-dimensional tensor ", describe(x));
@@ -210,7 +299,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 // looked up at padding_idx are masked out first, so that row's gradient stays zero.
 Tensor embedding(const Tensor& indices, const Tensor& weight, int64_t padding_idx) {
   KILN_PROFILE_SCOPE("embedding", indices);
-  ops::check_cpu("embedding", {indices, weight});
+  ops::check_same_device("embedding", {indices, weight});
   check_index_dtype("embedding", indices, "indices");
   KILN_CHECK(weight.dim() == 2, "embedding: weight must be 2-D (num_embeddings, embedding_dim), got ",
              describe(weight));
@@ -234,7 +323,7 @@ Tensor embedding(const Tensor& indices, const Tensor& weight, int64_t padding_id
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   KILN_PROFILE_SCOPE("gather", index);
-  ops::check_cpu("gather", {x, index});
+  ops::check_same_device("gather", {x, index});
   check_index_dtype("gather", index, "index");
   KILN_CHECK(x.dim() > 0, "gather: cannot index a zero-dimensional tensor ", describe(x));
   const int64_t d = wrap_dim(dim, x.dim(), "gather");
@@ -246,7 +335,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
   KILN_PROFILE_SCOPE("scatter_add", x, index, src);
-  ops::check_cpu("scatter_add", {x, index, src});
+  ops::check_same_device("scatter_add", {x, index, src});
   check_index_dtype("scatter_add", index, "index");
   ops::check_same_dtype("scatter_add", x, src);
   KILN_CHECK(x.dim() > 0, "scatter_add: cannot index a zero-dimensional tensor ", describe(x));

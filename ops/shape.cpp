@@ -1,11 +1,15 @@
 // Shape ops: cat and stack build a new tensor from several, split and chunk cut one into
 // views, pad surrounds one with a constant. Each forward is followed by its backward:
 // the gradient of a copy-into-a-region op is the matching region of the gradient.
+//
+// On CUDA the ops are views and copies: each region is a strided view of the output that
+// copy_ fills (one kernel per input), and the backward rules are views already.
 #include "kiln/ops/shape.h"
 
 #include <algorithm>
 #include <string>
 
+#include "kiln/autograd/grad_mode.h"
 #include "kiln/autograd/node.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
@@ -21,9 +25,16 @@ using autograd::Saved;
 namespace {
 
 // Copies every element of `src` into `dst`, which has src's shape but its own strides and
-// starts `dst_offset` elements into dst's data. The dtypes match (callers check).
+// starts `dst_offset` elements into dst's data. The dtypes and devices match (callers
+// check). On CUDA the region is a view of dst's storage filled by copy_, untracked: the
+// op records its own node.
 void copy_region(const Tensor& dst, int64_t dst_offset, const Tensor& src) {
   if (src.numel() == 0) return;
+  if (dst.device().is_cuda()) {
+    NoGradGuard no_grad;
+    make_tensor(dst.storage(), src.shape(), dst.strides(), dst.offset() + dst_offset, dst.dtype()).copy_(src);
+    return;
+  }
   dispatch_all(src.dtype(), "copy", [&]<class T>() {
     cpu::copy_strided(static_cast<T*>(dst.raw_data()) + dst_offset, dst.strides().data(),
                       static_cast<const T*>(src.raw_data()), src.strides().data(), src.shape());
@@ -43,7 +54,7 @@ void check_joinable(const char* op, const std::vector<Tensor>& tensors, int64_t 
   const Tensor& first = tensors[0];
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
-    ops::check_cpu(op, {t});
+    ops::check_same_device(op, {first, t});
     ops::check_same_dtype(op, first, t);
     KILN_CHECK(t.dim() == first.dim(), op, ": tensors must have the same number of dims, but tensor 0 is ",
                describe(first), " and tensor ", i, " is ", describe(t));
@@ -66,7 +77,7 @@ void check_joinable(const char* op, const std::vector<Tensor>& tensors, int64_t 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   KILN_PROFILE_SCOPE("cat", tensors);
   KILN_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
-  ops::check_cpu("cat", {tensors[0]});
+  ops::check_same_device("cat", {tensors[0]});
   KILN_CHECK(tensors[0].dim() > 0, "cat: cannot concatenate zero-dimensional tensors (tensor 0 is ",
              describe(tensors[0]), "); use stack to join them along a new dim");
   const int64_t d = wrap_dim(dim, tensors[0].dim(), "cat");
@@ -79,13 +90,13 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     sizes.push_back(t.shape()[d]);
     out_shape[d] += t.shape()[d];
   }
-  Tensor out = empty(out_shape, {.dtype = tensors[0].dtype()});
+  Tensor out = empty(out_shape, {.dtype = tensors[0].dtype(), .device = tensors[0].device()});
   const int64_t outer = size_product(out_shape, 0, d);
   const int64_t inner = size_product(out_shape, d + 1, static_cast<int64_t>(out_shape.size()));
   const int64_t elem = static_cast<int64_t>(element_size(out.dtype()));
   int64_t start = 0;  // where the current input begins along d
   for (const Tensor& t : tensors) {
-    if (t.numel() > 0 && t.is_contiguous()) {
+    if (t.numel() > 0 && t.is_contiguous() && t.device().is_cpu()) {
       cpu::copy_blocks(static_cast<char*>(out.raw_data()) + start * inner * elem, out_shape[d] * inner * elem,
                        static_cast<const char*>(t.raw_data()), outer, t.shape()[d] * inner * elem);
     } else {
@@ -127,7 +138,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
   KILN_PROFILE_SCOPE("split");
-  ops::check_cpu("split", {x});
+  ops::check_same_device("split", {x});
   KILN_CHECK(x.dim() > 0, "split: cannot split a zero-dimensional tensor");
   const int64_t d = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
@@ -148,7 +159,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 }
 
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
-  ops::check_cpu("split", {x});
+  ops::check_same_device("split", {x});
   KILN_CHECK(x.dim() > 0, "split: cannot split a zero-dimensional tensor");
   const int64_t d = wrap_dim(dim, x.dim(), "split");
   const int64_t n = x.shape()[d];
@@ -163,7 +174,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   KILN_PROFILE_SCOPE("chunk");
-  ops::check_cpu("chunk", {x});
+  ops::check_same_device("chunk", {x});
   KILN_CHECK(chunks > 0, "chunk: number of chunks must be positive, got ", chunks);
   KILN_CHECK(x.dim() > 0, "chunk: cannot chunk a zero-dimensional tensor");
   const int64_t d = wrap_dim(dim, x.dim(), "chunk");
@@ -183,7 +194,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
 
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
   KILN_PROFILE_SCOPE("pad", x);
-  ops::check_cpu("pad", {x});
+  ops::check_same_device("pad", {x});
   KILN_CHECK(pads.size() % 2 == 0, "pad: pads must come in (low, high) pairs, got ", pads.size(), " values");
   const int64_t padded_dims = static_cast<int64_t>(pads.size()) / 2;
   KILN_CHECK(padded_dims <= x.dim(), "pad: ", pads.size(), " pad values for ", padded_dims, " dims, but ",
@@ -204,7 +215,7 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
     dst_start[d] = std::max<int64_t>(lo, 0);
   }
 
-  Tensor out = full(out_shape, value, {.dtype = x.dtype()});
+  Tensor out = full(out_shape, value, {.dtype = x.dtype(), .device = x.device()});
   int64_t src_offset = x.offset(), dst_offset = 0;
   for (int64_t d = 0; d < x.dim(); ++d) {
     src_offset += src_start[d] * x.strides()[d];

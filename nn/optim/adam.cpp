@@ -2,6 +2,8 @@
 
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/cuda/optim.h"
+#include "kiln/ops/common.h"
 #include "kiln/ops/cpu/optim_kernels.h"
 
 namespace kiln::nn::optim {
@@ -18,7 +20,8 @@ void check_adam_options(const Options& o, const std::string& optimizer) {
   check_non_negative(optimizer, "weight_decay", o.weight_decay);
 }
 
-// One Adam/AdamW update of one parameter. The moments start at zero on its first step.
+// One Adam/AdamW update of one parameter, by the fused kernel of its device. The moments
+// start at zero on its first step, on the parameter's device.
 template <class Options>
 void adam_update(const Tensor& param, const Tensor& grad, ParamState& state, const Options& o, bool decoupled,
                  const char* op) {
@@ -29,8 +32,13 @@ void adam_update(const Tensor& param, const Tensor& grad, ParamState& state, con
   const cpu::AdamHyperparameters h{.lr = o.lr, .beta1 = o.betas.first, .beta2 = o.betas.second, .eps = o.eps,
                                    .weight_decay = o.weight_decay, .decoupled_weight_decay = decoupled,
                                    .step = state.step};
+  ops::check_same_device(op, {param, grad, exp_avg, exp_avg_sq});
   dispatch_floating(param.dtype(), op, [&]<class T>() {
-    cpu::adam_update(param.data<T>(), grad.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(), param.numel(), h);
+    if (param.device().is_cuda())
+      cuda::adam_update(param.data<T>(), grad.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(), param.numel(), h,
+                        param.device().index);
+    else
+      cpu::adam_update(param.data<T>(), grad.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(), param.numel(), h);
   });
 }
 

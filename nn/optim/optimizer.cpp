@@ -57,7 +57,6 @@ void Optimizer::check_new_param(const Tensor& p, size_t group, size_t index_in_g
              ") is not a leaf tensor; optimizers update leaves (use detach().requires_grad_())");
   KILN_CHECK(p.dtype() == f32 || p.dtype() == f64, where, " is ", describe(p),
              "; only f32 and f64 parameters can be optimized");
-  KILN_CHECK(p.device().is_cpu(), where, " is on ", p.device().str(), "; optimizers run on the CPU only for now");
 }
 
 void Optimizer::add_group_params(const std::vector<Tensor>& params, double lr) {
@@ -133,15 +132,19 @@ void Optimizer::check_update_inputs(size_t index, const Tensor& param, const Ten
   // Runs for every parameter on every step: messages are only built on failure.
   KILN_CHECK(param.is_contiguous(), name(), ".step: parameter ", index, " (", describe(param),
              ") is not contiguous; the fused update needs contiguous parameters");
-  KILN_CHECK(grad.device().is_cpu(), name(), ".step: the gradient of parameter ", index, " is on ",
-             grad.device().str(), "; optimizers run on the CPU only for now");
+  KILN_CHECK(grad.device() == param.device(), name(), ".step: the gradient of parameter ", index, " is on ",
+             grad.device().str(), " but the parameter is on ", param.device().str());
   KILN_CHECK(grad.dtype() == param.dtype() && grad.shape() == param.shape(), name(),
              ".step: the gradient of parameter ", index, " is ", describe(grad), " but the parameter is ",
              describe(param));
-  for (const auto& [buffer, t] : state.buffers)
+  for (const auto& [buffer, t] : state.buffers) {
     KILN_CHECK(t.dtype() == param.dtype() && t.shape() == param.shape(), name(), ".step: state '", buffer,
                "' of parameter ", index, " is ", describe(t), " but the parameter is ", describe(param),
                "; create the optimizer after converting the model (model.to(...))");
+    KILN_CHECK(t.device() == param.device(), name(), ".step: state '", buffer, "' of parameter ", index, " is on ",
+               t.device().str(), " but the parameter is on ", param.device().str(),
+               "; create the optimizer after moving the model (model.to(...))");
+  }
 }
 
 void Optimizer::for_each_update(const UpdateFn& update) {
@@ -235,8 +238,8 @@ void Optimizer::load_state_dict(const StateDict& dict) {
       }
       KILN_CHECK(saved.shape() == params[i].shape(), op, ": '", key, "' has shape ", shape_str(saved.shape()),
                  " but parameter ", i, " has shape ", shape_str(params[i].shape()));
-      Tensor own = empty(params[i].shape(), {.dtype = params[i].dtype()});
-      own.copy_(saved);  // a private copy in the parameter's dtype
+      Tensor own = empty(params[i].shape(), {.dtype = params[i].dtype(), .device = params[i].device()});
+      own.copy_(saved);  // a private copy in the parameter's dtype, on its device
       states[i].buffers[spec.name] = own;
     }
   }

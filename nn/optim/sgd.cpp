@@ -2,6 +2,8 @@
 
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
+#include "kiln/cuda/optim.h"
+#include "kiln/ops/common.h"
 #include "kiln/ops/cpu/optim_kernels.h"
 
 namespace kiln::nn::optim {
@@ -35,10 +37,16 @@ void SGD::step() {
       h.first_step = !slot.defined();
       if (h.first_step) slot = empty_like(param);
       buffer = slot;
+      ops::check_same_device("SGD.step", {param, buffer});
     }
+    ops::check_same_device("SGD.step", {param, grad});
+    // The fused kernel of the parameter's device: one pass, no temporaries.
     dispatch_floating(param.dtype(), "SGD.step", [&]<class T>() {
-      cpu::sgd_update(param.data<T>(), grad.data<T>(), buffer.defined() ? buffer.data<T>() : nullptr,
-                      param.numel(), h);
+      T* buf = buffer.defined() ? buffer.data<T>() : nullptr;
+      if (param.device().is_cuda())
+        cuda::sgd_update(param.data<T>(), grad.data<T>(), buf, param.numel(), h, param.device().index);
+      else
+        cpu::sgd_update(param.data<T>(), grad.data<T>(), buf, param.numel(), h);
     });
   });
 }
