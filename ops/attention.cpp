@@ -10,6 +10,10 @@
 // O(L^2) growth), so P is recomputed. The dropout mask is not stored either: both
 // passes redraw it from the same Philox counters.
 //
+// On CUDA the same formulas run in the fused kernels of cuda/attention.*; their backward
+// also reads the forward's output O, for the row sums rowsum(dO * O) that the CPU kernel
+// gets from the probabilities it holds, so a CUDA call saves O too.
+//
 // Double backward. As in ops/normalization.cpp, the backward has two paths: the fused
 // kernel when grad mode is off (plain backward), and the same formulas written with
 // Tensor ops under create_graph, which autograd records, so second derivatives work.
@@ -24,6 +28,7 @@
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
 #include "kiln/core/random.h"
+#include "kiln/cuda/attention.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/attention.h"
 #include "kiln/ops/cpu/dropout.h"
@@ -60,7 +65,7 @@ Shape scores_shape(const AttentionCall& call) {
 // ---- argument checks -------------------------------------------------------------------
 
 void check_mask(const Tensor& mask, const Tensor& q, const AttentionCall& call) {
-  ops::check_cpu(kOp, {mask});
+  ops::check_same_device(kOp, {q, mask});
   KILN_CHECK(mask.dtype() == DType::b8 || mask.dtype() == q.dtype(), kOp, ": mask ", describe(mask),
              " must be bool (true = attend) or additive in q's dtype ", dtype_name(q.dtype()));
   const Shape scores = scores_shape(call);
@@ -75,7 +80,7 @@ void check_mask(const Tensor& mask, const Tensor& q, const AttentionCall& call) 
 
 // Checks the inputs and reads the sizes of the call.
 AttentionCall check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
-  ops::check_cpu(kOp, {q, k, v});
+  ops::check_same_device(kOp, {q, k, v});
   ops::check_floating(kOp, q);
   ops::check_same_dtype(kOp, q, k);
   ops::check_same_dtype(kOp, q, v);
@@ -118,26 +123,33 @@ Tensor kernel_readable(const Tensor& t) {
   return readable ? t : t.contiguous();
 }
 
-// A (B, H, L, D) or (B, L, D) tensor with a contiguous last dim as the kernel's view.
-template <class T>
-cpu::HeadsView<T> heads_view(const Tensor& t, bool one_head) {
+// A (B, H, L, D) or (B, L, D) tensor with a contiguous last dim as a kernel's view:
+// cpu::HeadsView or cuda::AttentionOperand, which hold the same fields.
+template <template <class> class View, class T>
+View<T> heads_view(const Tensor& t, bool one_head) {
   const Shape& s = t.strides();
   if (one_head) return {static_cast<T*>(t.raw_data()), s[0], 0, s[1]};
   return {static_cast<T*>(t.raw_data()), s[0], s[1], s[2]};
+}
+
+// The mask's strides over the (B, H, Lq, Lk) scores (0 on broadcast dims).
+void mask_strides(const Tensor& mask, const AttentionCall& call, int64_t (&out)[4]) {
+  const Shape strides = ops::broadcast_strides(mask, scores_shape(call), kOp);
+  if (call.one_head) {  // (B, Lq, Lk) -> (B, 1, Lq, Lk)
+    out[0] = strides[0];
+    out[1] = 0;
+    out[2] = strides[1];
+    out[3] = strides[2];
+  } else {
+    for (int d = 0; d < 4; ++d) out[d] = strides[static_cast<size_t>(d)];
+  }
 }
 
 template <class T>
 cpu::ScoreMask<T> score_mask(const Tensor& mask, const AttentionCall& call) {
   cpu::ScoreMask<T> m;
   if (!mask.defined()) return m;
-  const Shape strides = ops::broadcast_strides(mask, scores_shape(call), kOp);
-  if (call.one_head) {  // (B, Lq, Lk) -> (B, 1, Lq, Lk)
-    m.strides[0] = strides[0];
-    m.strides[2] = strides[1];
-    m.strides[3] = strides[2];
-  } else {
-    for (int d = 0; d < 4; ++d) m.strides[d] = strides[static_cast<size_t>(d)];
-  }
+  mask_strides(mask, call, m.strides);
   if (mask.dtype() == DType::b8) {
     m.kind = cpu::ScoreMask<T>::Kind::keep;
     m.keep = mask.data<uint8_t>();
@@ -163,29 +175,76 @@ cpu::AttentionProblem<T> make_problem(const AttentionCall& call, const Tensor& q
   pb.causal = call.causal;
   pb.mask = score_mask<T>(mask, call);
   pb.dropout = call.dropout;
-  pb.q = heads_view<const T>(q, call.one_head);
-  pb.k = heads_view<const T>(k, call.one_head);
-  pb.v = heads_view<const T>(v, call.one_head);
+  pb.q = heads_view<cpu::HeadsView, const T>(q, call.one_head);
+  pb.k = heads_view<cpu::HeadsView, const T>(k, call.one_head);
+  pb.v = heads_view<cpu::HeadsView, const T>(v, call.one_head);
   return pb;
 }
 
+// The same for the CUDA kernels. The dropout test is cpu::dropout_forward's, with its
+// threshold and scale computed here once.
+template <class T>
+cuda::AttentionArgs<T> make_cuda_args(const AttentionCall& call, const Tensor& q, const Tensor& k, const Tensor& v,
+                                      const Tensor& mask) {
+  cuda::AttentionArgs<T> args;
+  args.batch = call.batch;
+  args.heads = call.heads;
+  args.q_len = call.q_len;
+  args.kv_len = call.kv_len;
+  args.head_dim = call.head_dim;
+  args.value_dim = call.value_dim;
+  args.scale = static_cast<T>(call.scale);
+  args.causal = call.causal;
+  if (mask.defined()) {
+    mask_strides(mask, call, args.mask.strides);
+    if (mask.dtype() == DType::b8) {
+      args.mask.keep = mask.data<uint8_t>();
+    } else {
+      args.mask.additive = mask.data<T>();
+    }
+  }
+  const cpu::AttentionDropout& d = call.dropout;
+  if (d.p > 0) {
+    args.dropout.enabled = true;
+    args.dropout.keep_threshold = static_cast<uint32_t>(std::ceil(d.p * 16777216.0));
+    args.dropout.kept_scale = d.p < 1 ? static_cast<T>(1.0 / (1.0 - d.p)) : T(0);
+    args.dropout.seed = d.seed;
+    args.dropout.offset = d.offset;
+  }
+  args.q = heads_view<cuda::AttentionOperand, const T>(q, call.one_head);
+  args.k = heads_view<cuda::AttentionOperand, const T>(k, call.one_head);
+  args.v = heads_view<cuda::AttentionOperand, const T>(v, call.one_head);
+  return args;
+}
+
 // ---- backward -------------------------------------------------------------------------------
-// saved = {q, k, v, mask, lse}; grads in that input order: {dq, dk, dv, dmask}.
+// saved = {q, k, v, mask, lse, out (CUDA only)}; grads in the input order: {dq, dk, dv, dmask}.
 
 Grads attention_backward_fused(const Tensor& grad, const Saved& s, const AttentionCall& call) {
   const Tensor &mask = s[3], &lse = s[4];
   ops::check_same_dtype(kOp, s[0], grad);
   const Tensor q = kernel_readable(s[0]), k = kernel_readable(s[1]), v = kernel_readable(s[2]);
   const Tensor g = kernel_readable(grad);
-  const TensorOptions like_q{.dtype = q.dtype()};
+  const TensorOptions like_q{.dtype = q.dtype(), .device = q.device()};
   Tensor dq = s.needs_grad(0) ? empty(q.shape(), like_q) : Tensor();
   Tensor dk = s.needs_grad(1) ? empty(k.shape(), like_q) : Tensor();
   Tensor dv = s.needs_grad(2) ? empty(v.shape(), like_q) : Tensor();
   Tensor dscores = s.needs_grad(3) ? empty(scores_shape(call), like_q) : Tensor();
   dispatch_floating(q.dtype(), kOp, [&]<class T>() {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-    cpu::attention_backward<T>(make_problem<T>(call, q, k, v, mask), heads_view<const T>(g, call.one_head),
-                               lse.data<T>(), {ptr(dq), ptr(dk), ptr(dv), ptr(dscores)});
+    if (q.device().is_cuda()) {
+      const Tensor out = kernel_readable(s[5]);
+      const Tensor row_dot = empty({call.batch * call.heads * call.q_len}, like_q);  // the kernels' scratch
+      const cuda::AttentionBackwardInputs<T> inputs{heads_view<cuda::AttentionOperand, const T>(out, call.one_head),
+                                                    heads_view<cuda::AttentionOperand, const T>(g, call.one_head),
+                                                    lse.data<T>(), row_dot.data<T>()};
+      cuda::attention_backward<T>(make_cuda_args<T>(call, q, k, v, mask), inputs,
+                                  {ptr(dq), ptr(dk), ptr(dv), ptr(dscores)}, q.device().index);
+    } else {
+      cpu::attention_backward<T>(make_problem<T>(call, q, k, v, mask),
+                                 heads_view<cpu::HeadsView, const T>(g, call.one_head), lse.data<T>(),
+                                 {ptr(dq), ptr(dk), ptr(dv), ptr(dscores)});
+    }
   });
   Tensor dmask = dscores.defined() ? sum_to(dscores, mask.shape()) : Tensor();
   return {dq, dk, dv, dmask};
@@ -199,8 +258,9 @@ Tensor composite_probs(const Tensor& q, const Tensor& k, const Tensor& mask, con
   const Tensor minus_inf = scalar_like(logits, -kInf, kOp);
   if (mask.defined()) logits = mask.dtype() == DType::b8 ? where(mask, logits, minus_inf) : logits + mask;
   if (call.causal) {
-    const Tensor key = arange(static_cast<double>(call.kv_len), {.dtype = DType::i64}).unsqueeze(0);
-    const Tensor query = arange(static_cast<double>(call.q_len), {.dtype = DType::i64}).unsqueeze(1);
+    const TensorOptions index_options{.dtype = DType::i64, .device = q.device()};
+    const Tensor key = arange(static_cast<double>(call.kv_len), index_options).unsqueeze(0);
+    const Tensor query = arange(static_cast<double>(call.q_len), index_options).unsqueeze(1);
     logits = where(le(key, query), logits, minus_inf);
   }
   const Tensor visible = gt(max(logits.detach(), -1, /*keepdim=*/true), -kInf);
@@ -208,8 +268,10 @@ Tensor composite_probs(const Tensor& q, const Tensor& k, const Tensor& mask, con
   return where(visible, softmax(where(visible, logits, zero), -1), zero);
 }
 
-// The dropout mask of the call as a (constant) tensor of 0 and 1 / (1 - p).
-Tensor composite_dropout_scales(const AttentionCall& call, DType dtype) {
+// The dropout mask of the call as a (constant) tensor of 0 and 1 / (1 - p), on `device`.
+// Drawn by the CPU kernel (the same Philox words the fused kernels of both backends use)
+// and copied: this path only serves create_graph.
+Tensor composite_dropout_scales(const AttentionCall& call, DType dtype, Device device) {
   const Shape shape = scores_shape(call);
   const Tensor ones_ = ones(shape, {.dtype = dtype});
   Tensor dropped = empty(shape, {.dtype = dtype}), scales = empty(shape, {.dtype = dtype});
@@ -217,7 +279,7 @@ Tensor composite_dropout_scales(const AttentionCall& call, DType dtype) {
     cpu::dropout_forward(ones_.data<T>(), dropped.data<T>(), scales.data<T>(), ones_.numel(), call.dropout.p,
                          call.dropout.seed, call.dropout.offset);
   });
-  return scales;
+  return scales.to(device);
 }
 
 // The fused kernel's formulas as a graph of Tensor ops, for create_graph.
@@ -225,7 +287,7 @@ Grads attention_backward_composite(const Tensor& g, const Saved& s, const Attent
   const Tensor &q = s[0], &k = s[1], &v = s[2], &mask = s[3];
   const Tensor p = composite_probs(q, k, mask, call);
   const bool dropout = call.dropout.p > 0;
-  const Tensor scales = dropout ? composite_dropout_scales(call, q.dtype()) : Tensor();
+  const Tensor scales = dropout ? composite_dropout_scales(call, q.dtype(), q.device()) : Tensor();
   Tensor dq, dk, dv, dmask;
   if (s.needs_grad(2)) dv = matmul((dropout ? p * scales : p).transpose(-1, -2), g);
   if (s.needs_grad(0) || s.needs_grad(1) || s.needs_grad(3)) {
@@ -254,7 +316,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   }
 
   // The output is written as (B, Lq, H, Dv) and returned as its (B, H, Lq, Dv) view.
-  const TensorOptions like_q{.dtype = q.dtype()};
+  const TensorOptions like_q{.dtype = q.dtype(), .device = q.device()};
   Tensor out, lse = empty({call.batch, call.heads, call.q_len}, like_q);
   {
     NoGradGuard no_grad;
@@ -262,11 +324,19 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                         : empty({call.batch, call.q_len, call.heads, call.value_dim}, like_q).transpose(1, 2);
     const Tensor qr = kernel_readable(q), kr = kernel_readable(k), vr = kernel_readable(v);
     dispatch_floating(q.dtype(), kOp, [&]<class T>() {
-      cpu::attention_forward<T>(make_problem<T>(call, qr, kr, vr, mask), heads_view<T>(out, call.one_head),
-                                lse.data<T>());
+      if (q.device().is_cuda()) {
+        cuda::attention_forward<T>(make_cuda_args<T>(call, qr, kr, vr, mask),
+                                   heads_view<cuda::AttentionOperand, T>(out, call.one_head), lse.data<T>(),
+                                   q.device().index);
+      } else {
+        cpu::attention_forward<T>(make_problem<T>(call, qr, kr, vr, mask),
+                                  heads_view<cpu::HeadsView, T>(out, call.one_head), lse.data<T>());
+      }
     });
   }
-  autograd::record(kOp, out, {q, k, v, mask}, {q, k, v, mask, lse}, [call](const Tensor& g, const Saved& s) {
+  const Tensor saved_out = q.device().is_cuda() ? out : Tensor();  // see the file comment
+  autograd::record(kOp, out, {q, k, v, mask}, {q, k, v, mask, lse, saved_out}, [call](const Tensor& g,
+                                                                                    const Saved& s) {
     if (GradMode::is_enabled()) return attention_backward_composite(g, s, call);
     return attention_backward_fused(g, s, call);
   });

@@ -7,6 +7,13 @@
 // matrix the left operand's batch dims fold into its rows: one big GEMM instead of
 // many small ones (the nn::Linear case).
 //
+// On CUDA the same plan runs through cuBLAS (cuda/blas.h): its strided-batched GEMM needs
+// a constant step between matrices, so the batch is split into runs of matrices where
+// both operands step evenly (all of it for contiguous or plainly broadcast operands) and
+// each run is one call. bf16 operands on a GPU use tensor cores with f32 accumulation;
+// under AutocastGuard (core/autocast.h) f32 operands are converted to bf16 for the
+// product and the result back to f32, so the conversions are recorded like any op.
+//
 // Backward: dA = dC · B^T and dB = A^T · dC, each summed over the batch dims its
 // operand was broadcast along. They are matmuls of transposed views, so the backward
 // is itself differentiable (double backward).
@@ -18,12 +25,14 @@
 
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/autograd/node.h"
+#include "kiln/core/autocast.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/blas.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/gemm.h"
-#include "kiln/ops/cpu/loops.h"
+#include "kiln/ops/elementwise.h"
 #include "kiln/ops/reduce.h"
 
 namespace kiln {
@@ -36,7 +45,7 @@ namespace {
 // ---- argument checks -----------------------------------------------------------------
 
 void check_matmul_args(const char* op, const Tensor& a, const Tensor& b) {
-  ops::check_cpu(op, {a, b});
+  ops::check_same_device(op, {a, b});
   KILN_CHECK(a.dim() >= 1 && b.dim() >= 1, op, ": both arguments need at least 1 dim, got ", describe(a), " and ",
              describe(b));
   KILN_CHECK(is_floating(a.dtype()) && is_floating(b.dtype()), op, ": expected floating tensors, got ", describe(a),
@@ -129,7 +138,73 @@ std::vector<int64_t> batch_offsets(const Tensor& t, const Shape& batch) {
   return offsets;
 }
 
+// The batch as consecutive runs of `run` matrices (in row-major batch order) inside which
+// a's matrices lie a_step elements apart and b's b_step apart (0 where broadcast): the
+// trailing batch dims that merge into one dim for both operands.
+struct BatchRuns {
+  int64_t run = 1, a_step = 0, b_step = 0;
+};
+
+BatchRuns batch_runs(const Tensor& a2, const Tensor& b2, const Shape& batch) {
+  auto batch_strides = [&](const Tensor& t) {
+    Shape full = batch;
+    full.push_back(t.size(-2));
+    full.push_back(t.size(-1));
+    return ops::broadcast_strides(t, full, "matmul");
+  };
+  const Shape sa = batch_strides(a2), sb = batch_strides(b2);
+  BatchRuns runs;
+  bool first = true;
+  for (size_t d = batch.size(); d-- > 0;) {
+    if (batch[d] == 1) continue;
+    if (first) {
+      runs = {batch[d], sa[d], sb[d]};
+      first = false;
+    } else if (sa[d] == runs.a_step * runs.run && sb[d] == runs.b_step * runs.run) {
+      runs.run *= batch[d];
+    } else {
+      break;
+    }
+  }
+  return runs;
+}
+
 // ---- forward -------------------------------------------------------------------------
+
+// The GEMM's scalars (alpha, beta): f32 for bf16 operands (cuBLAS accumulates in f32).
+template <class T>
+using GemmScalar = std::conditional_t<std::is_same_v<T, bfloat16>, float, T>;
+
+// cuda::gemm_strided_batched with alpha = 1, for f32, f64 and bf16 operands.
+template <class T>
+void cuda_gemm(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* A, int64_t lda,
+               int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, GemmScalar<T> beta, T* C, int64_t ldc,
+               int64_t stride_c, int64_t batch) {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    cuda::gemm_strided_batched_bf16(device, trans_a, trans_b, m, n, k, 1.0f, A, lda, stride_a, B, ldb, stride_b, beta,
+                                    C, ldc, stride_c, batch);
+  } else {
+    cuda::gemm_strided_batched<T>(device, trans_a, trans_b, m, n, k, T(1), A, lda, stride_a, B, ldb, stride_b, beta,
+                                  C, ldc, stride_c, batch);
+  }
+}
+
+// The batched product on CUDA: one strided-batched cuBLAS call per run of the batch.
+// a_off / b_off are every matrix's offset (batch_offsets); out is contiguous.
+template <class T>
+void run_cuda_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tensor& out, GemmScalar<T> beta) {
+  const GemmOperand A = *gemm_operand(a2), B = *gemm_operand(b2);
+  const int64_t m = a2.size(-2), k = a2.size(-1), n = b2.size(-1);
+  const std::vector<int64_t> a_off = batch_offsets(a2, batch), b_off = batch_offsets(b2, batch);
+  const int64_t total = static_cast<int64_t>(a_off.size());
+  if (total == 0) return;  // an empty batch dim
+  const BatchRuns runs = batch_runs(a2, b2, batch);
+  for (int64_t first = 0; first < total; first += runs.run) {
+    const size_t f = static_cast<size_t>(first);
+    cuda_gemm<T>(out.device().index, A.transposed, B.transposed, m, n, k, a2.data<T>() + a_off[f], A.ld, runs.a_step,
+                 b2.data<T>() + b_off[f], B.ld, runs.b_step, beta, out.data<T>() + first * m * n, n, m * n, runs.run);
+  }
+}
 
 // out (batch..., m, n) = a2 · b2 (+ bias over rows) for >= 2-D operands the GEMM can
 // read in place. out is contiguous; with a bias it already holds the bias rows and the
@@ -138,7 +213,12 @@ template <class T>
 void run_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tensor& out, bool accumulate) {
   const GemmOperand A = *gemm_operand(a2), B = *gemm_operand(b2);
   const int64_t m = a2.size(-2), k = a2.size(-1), n = b2.size(-1);
-  const T beta = accumulate ? T(1) : T(0);
+  const GemmScalar<T> beta = accumulate ? 1 : 0;
+  const bool on_cuda = out.device().is_cuda();
+  if (on_cuda && k == 0) {  // an empty sum: the bias rows, or zeros (cuBLAS is not asked)
+    if (!accumulate) out.zero_();
+    return;
+  }
   T* C = out.data<T>();
   // A plain matrix on the right and row-major rows on the left that continue across
   // a's batch dims: one (batch * m) x k GEMM.
@@ -146,15 +226,33 @@ void run_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tensor& o
   if (b2.dim() == 2 && !A.transposed && row_stride) {
     const int64_t rows = numel_of(batch) * m;
     if (auto folded = gemm_operand(rows, k, *row_stride, a2.strides().back())) {
-      cpu::gemm<T>(false, B.transposed, rows, n, k, T(1), a2.data<T>(), folded->ld, b2.data<T>(), B.ld, beta, C, n);
+      if (on_cuda) {
+        cuda_gemm<T>(out.device().index, false, B.transposed, rows, n, k, a2.data<T>(), folded->ld, 0, b2.data<T>(),
+                     B.ld, 0, beta, C, n, 0, 1);
+      } else if constexpr (!std::is_same_v<T, bfloat16>) {
+        cpu::gemm<T>(false, B.transposed, rows, n, k, T(1), a2.data<T>(), folded->ld, b2.data<T>(), B.ld, beta, C,
+                     n);
+      }
       return;
     }
   }
-  const std::vector<int64_t> a_off = batch_offsets(a2, batch), b_off = batch_offsets(b2, batch);
-  std::vector<int64_t> c_off(a_off.size());
-  for (size_t i = 0; i < c_off.size(); ++i) c_off[i] = static_cast<int64_t>(i) * m * n;
-  cpu::gemm_batched<T>(static_cast<int64_t>(c_off.size()), A.transposed, B.transposed, m, n, k, T(1), a2.data<T>(),
-                       A.ld, a_off.data(), b2.data<T>(), B.ld, b_off.data(), beta, C, n, c_off.data());
+  if (on_cuda) return run_cuda_gemms<T>(a2, b2, batch, out, beta);
+  if constexpr (!std::is_same_v<T, bfloat16>) {  // bf16 computes on GPUs only (dispatch_gemm)
+    const std::vector<int64_t> a_off = batch_offsets(a2, batch), b_off = batch_offsets(b2, batch);
+    std::vector<int64_t> c_off(a_off.size());
+    for (size_t i = 0; i < c_off.size(); ++i) c_off[i] = static_cast<int64_t>(i) * m * n;
+    cpu::gemm_batched<T>(static_cast<int64_t>(c_off.size()), A.transposed, B.transposed, m, n, k, T(1),
+                         a2.data<T>(), A.ld, a_off.data(), b2.data<T>(), B.ld, b_off.data(), beta, C, n,
+                         c_off.data());
+  }
+}
+
+// f32 and f64 on every device, and bf16 on GPUs (tensor cores, f32 accumulation; on the
+// CPU bf16 is a storage type and the usual dtype error applies).
+template <class F>
+void dispatch_gemm(const Tensor& a, const char* op, F&& f) {
+  if (a.dtype() == bf16 && a.device().is_cuda()) return f.template operator()<bfloat16>();
+  dispatch_floating(a.dtype(), op, f);
 }
 
 // a · b with NumPy semantics, plus an optional bias (n) added to every row; no
@@ -169,15 +267,9 @@ Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Te
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = empty(out_shape, {.dtype = a.dtype()});
-  dispatch_floating(a.dtype(), op, [&]<class T>() {
-    if (bias.defined()) {  // out starts as the bias repeated on every row
-      const Shape bias_strides = ops::broadcast_strides(bias, out_shape, op);
-      cpu::unary_loop(out.data<T>(), out.strides().data(), bias.data<T>(), bias_strides.data(), out_shape,
-                      [](T v) { return v; });
-    }
-    run_gemms<T>(a2, b2, batch, out, bias.defined());
-  });
+  Tensor out = empty(out_shape, {.dtype = a.dtype(), .device = a.device()});
+  if (bias.defined()) out.copy_(bias);  // out starts as the bias repeated on every row
+  dispatch_gemm(a, op, [&]<class T>() { run_gemms<T>(a2, b2, batch, out, bias.defined()); });
   Shape result = batch;
   if (a.dim() > 1) result.push_back(m);
   if (b.dim() > 1) result.push_back(n);
@@ -218,6 +310,7 @@ Grads matmul_backward(const Tensor& grad, const Saved& s) {
 Tensor matmul(const Tensor& a, const Tensor& b) {
   KILN_PROFILE_SCOPE("matmul", a, b);
   check_matmul_args("matmul", a, b);
+  if (Autocast::applies_to(a) && Autocast::applies_to(b)) return matmul(a.to(bf16), b.to(bf16)).to(f32);
   Tensor out = matmul_forward("matmul", a, b);
   autograd::record("matmul", out, {a, b}, {a, b}, matmul_backward);
   return out;
@@ -227,10 +320,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
   KILN_PROFILE_SCOPE("bmm", a, b);
-  ops::check_cpu("bmm", {a, b});
+  ops::check_same_device("bmm", {a, b});
   KILN_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-D tensors, got ", describe(a), " and ", describe(b));
   KILN_CHECK(a.size(0) == b.size(0), "bmm: batch sizes differ (", describe(a), " and ", describe(b), ")");
   check_matmul_args("bmm", a, b);
+  if (Autocast::applies_to(a) && Autocast::applies_to(b)) return bmm(a.to(bf16), b.to(bf16)).to(f32);
   Tensor out = matmul_forward("bmm", a, b);
   autograd::record("bmm", out, {a, b}, {a, b}, matmul_backward);
   return out;
@@ -243,7 +337,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   KILN_PROFILE_SCOPE("linear", x, weight, bias);
-  ops::check_cpu("linear", {x, weight});
+  ops::check_same_device("linear", {x, weight});
   KILN_CHECK(x.dim() >= 1, "linear: input must have at least 1 dim, got ", describe(x));
   KILN_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got ", describe(weight));
   KILN_CHECK(is_floating(x.dtype()) && is_floating(weight.dtype()), "linear: expected floating tensors, got ",
@@ -252,10 +346,16 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   KILN_CHECK(x.size(-1) == weight.size(1), "linear: input ", shape_str(x.shape()), " and weight ",
              shape_str(weight.shape()), " are not aligned (", x.size(-1), " != ", weight.size(1), ")");
   if (bias.defined()) {
-    ops::check_cpu("linear", {bias});
+    ops::check_same_device("linear", {x, bias});
     ops::check_same_dtype("linear", x, bias);
     KILN_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias must have shape [",
                weight.size(0), "] to match weight ", shape_str(weight.shape()), ", got ", describe(bias));
+  }
+  if (Autocast::applies_to(x) && Autocast::applies_to(weight)) {
+    // The product in bf16, the bias added in f32 (a bf16 bias would need bf16 reductions
+    // for its gradient, and gains nothing).
+    const Tensor product = linear(x.to(bf16), weight.to(bf16)).to(f32);
+    return bias.defined() ? product + bias : product;
   }
   Tensor w_t;
   {
