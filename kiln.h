@@ -2,6 +2,7 @@
 #pragma once
 
 // core: tensors, dtypes, devices, factories, RNG, safetensors files, the CPU allocator's stats
+#include "kiln/core/autocast.h"
 #include "kiln/core/cpu_allocator.h"
 #include "kiln/core/device.h"
 #include "kiln/core/dtype.h"

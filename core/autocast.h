@@ -1,0 +1,47 @@
+// bf16 mixed precision: inside an AutocastGuard, the ops that are worth it on a GPU —
+// matrix products (matmul, bmm, linear) and attention — take their f32 CUDA inputs in
+// bf16 and compute on tensor cores with f32 accumulation; everything else (norms,
+// softmax, losses, elementwise, the optimizer's update of the f32 master weights) runs
+// in f32 as before. The same division of labour as PyTorch's
+// torch.autocast("cuda", dtype=torch.bfloat16).
+//
+//   {
+//     AutocastGuard bf16;                 // this thread, until the scope ends
+//     loss = cross_entropy(model->forward(x), y);
+//   }
+//   loss.backward();                      // backward follows what the forward recorded
+//
+// How an op honours it: the op converts its f32 inputs with .to(bf16) (recorded, so
+// gradients flow back converted to f32), computes in bf16, and converts the result back
+// to f32. kiln does not promote dtypes implicitly, so returning f32 keeps every other op
+// and the user's code unchanged; the price is that activations between GEMMs are stored
+// in f32, not bf16 as PyTorch would.
+//
+// On the CPU the guard changes nothing: bf16 is a storage type there.
+#pragma once
+
+#include "kiln/core/tensor.h"
+
+namespace kiln {
+
+struct Autocast {
+  static bool is_enabled();  // in this thread
+  static void set_enabled(bool enabled);
+  // Whether an autocast op should compute `t` in bf16: the mode is on, and t is an f32
+  // tensor on a GPU.
+  static bool applies_to(const Tensor& t);
+};
+
+// RAII: turns bf16 autocast on (or off, with false) in this thread for its lifetime.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool enabled = true) : prev_(Autocast::is_enabled()) { Autocast::set_enabled(enabled); }
+  ~AutocastGuard() { Autocast::set_enabled(prev_); }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+}  // namespace kiln
