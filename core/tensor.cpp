@@ -53,14 +53,14 @@ template <class T>
 T Tensor::item() const {
   KILN_CHECK(numel() == 1, "item: expected a tensor with one element, got shape ",
              shape_str(shape()));
-  KILN_CHECK(device().is_cpu(), "item: tensor is on ", device().str(), "; call .to(Device::cpu()) first");
+  // On a GPU this is where the host waits for the value: the one sync item() implies.
+  if (!device().is_cpu()) return detach().to(Device::cpu()).item<T>();
   return convert_element<T>(raw_data(), dtype(), 0);
 }
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
-  KILN_CHECK(device().is_cpu(), "to_vector: tensor is on ", device().str(),
-             "; call .to(Device::cpu()) first");
+  if (!device().is_cpu()) return detach().to(Device::cpu()).to_vector<T>();  // waits for the GPU
   const int64_t n = numel();
   std::vector<T> out(static_cast<size_t>(n));
   const void* base = storage()->data();

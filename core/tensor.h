@@ -77,10 +77,12 @@ class Tensor {
                ", requested ", dtype_name(dtype_of<T>()));
     return static_cast<T*>(raw_data());
   }
-  // The single value of a one-element tensor, converted to T.
+  // The single value of a one-element tensor, converted to T. On a GPU it copies the
+  // value to the host, so it waits for the work queued before it.
   template <class T = double>
   T item() const;
-  // All elements in row-major order, converted to T (works for any layout and dtype).
+  // All elements in row-major order, converted to T (works for any layout, dtype and
+  // device; from a GPU it is a copy to the host, which waits).
   template <class T>
   std::vector<T> to_vector() const;
 

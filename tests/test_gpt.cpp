@@ -21,9 +21,10 @@ using namespace kiln::testing;
 
 namespace {
 
-// Next to this source file, so the test runs from any working directory.
+// Found through KILN_TEST_DATA_DIR (tests/CMakeLists.txt), so the test runs from any
+// working directory.
 const std::string kFixturePath =
-    (std::filesystem::path(__FILE__).parent_path() / "golden" / "tiny_gpt.safetensors.bin").string();
+    (std::filesystem::path(KILN_TEST_DATA_DIR) / "golden" / "tiny_gpt.safetensors.bin").string();
 
 const SafetensorsFile& fixture() {
   static const SafetensorsFile file = load_safetensors(kFixturePath);
