@@ -57,6 +57,18 @@ std::string device_name(int index) {
   return props.name;
 }
 
+double device_memory_bandwidth(int index) {
+  const int count = device_count();
+  KILN_CHECK(index >= 0 && index < count, "cuda::device_memory_bandwidth: device index ", index,
+             " is out of range (", count, count == 1 ? " device" : " devices", " visible)");
+  // Attributes rather than cudaDeviceProp: CUDA 13 dropped memoryClockRate from the struct.
+  int clock_khz = 0, bus_bits = 0;
+  KILN_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, index));
+  KILN_CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index));
+  const double transfers_per_s = 2.0 * 1e3 * static_cast<double>(clock_khz);  // double data rate
+  return transfers_per_s * static_cast<double>(bus_bits) / 8.0;
+}
+
 std::string unavailable_reason() {
   const DeviceCountQuery q = query_device_count();
   if (!q.failure.empty()) return q.failure;

@@ -21,6 +21,12 @@ int device_count();
 // Throws kiln::Error when the index is out of range or kiln has no CUDA backend.
 std::string device_name(int index);
 
+// The device's theoretical peak memory bandwidth in bytes per second: two transfers per
+// memory clock over the whole bus (e.g. about 3.35e12 for an H100 SXM). The yardstick of a
+// memory-bound kernel: bench_cuda_kernels prints its GB/s next to this figure.
+// Throws kiln::Error when the index is out of range or kiln has no CUDA backend.
+double device_memory_bandwidth(int index);
+
 // Why is_available() is false ("" when it is true), e.g. "kiln was built without CUDA"
 // or "cudaGetDeviceCount: no CUDA-capable device is detected". For skip messages and logs.
 std::string unavailable_reason();

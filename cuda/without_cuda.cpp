@@ -29,6 +29,10 @@ int device_count() { return 0; }
 
 std::string device_name(int) { throw Error(kiln::detail::str("cuda::device_name: ", kNotBuilt)); }
 
+double device_memory_bandwidth(int) {
+  throw Error(kiln::detail::str("cuda::device_memory_bandwidth: ", kNotBuilt));
+}
+
 std::string unavailable_reason() { return kNotBuilt; }
 
 void synchronize(int) { throw Error(kiln::detail::str("cuda::synchronize: ", kNotBuilt)); }

@@ -540,3 +540,17 @@ TEST_CASE("trainer: duration and count formatting") {
   CHECK(nn::format_count(12345) == "12.35k");
   CHECK(nn::format_count(4.56e6) == "4.56M");
 }
+
+TEST_CASE("trainer: a model that is not on TrainerOptions::device is refused before any step, naming the fix") {
+  Setup setup(/*seed=*/0);
+  nn::TrainerOptions options = quiet({.max_steps = 1});
+  options.device = Device::cuda();
+  nn::Trainer trainer(*setup.model, *setup.optimizer, options);
+  // Whether or not a GPU is here: the model is on the CPU, so fit() stops at once.
+  CHECK_THROWS_KILN(trainer.fit(setup.loader, setup.loss_fn()),
+                    "Trainer: parameter 'fc1.weight' is on cpu but TrainerOptions::device is cuda:0; move the "
+                    "model with model.to(Device::cuda(0)) before building the optimizer");
+  if (!cuda::is_available())
+    CHECK_THROWS_KILN(trainer.fit(setup.loader, setup.loss_fn()), "(no GPU here: ");
+  CHECK(setup.optimizer->state(0).step == 0);  // nothing was trained
+}

@@ -14,6 +14,7 @@
 
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/core/random.h"
+#include "kiln/cuda/device.h"
 #include "kiln/nn/optim/clip_grad.h"
 #include "kiln/nn/serialize.h"
 #include "kiln/nn/train/metrics_log.h"
@@ -49,6 +50,24 @@ std::string format_metric(double value) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.4f", value);
   return buffer;
+}
+
+// A scalar's value on the host. On a GPU this waits for the work queued so far, so the
+// loop calls it only where it needs the number.
+double read_scalar(const Tensor& t) {
+  return t.device().is_cpu() ? t.item<double>() : t.detach().to(Device::cpu()).item<double>();
+}
+
+// The batch with its tensors on `device` (a host-to-device copy is queued on the device's
+// stream; the loss function's kernels queue after it).
+data::Batch batch_on(const data::Batch& batch, Device device) {
+  auto moved = [&](const Tensor& t) { return t.defined() ? t.to(device) : t; };
+  return {.input = moved(batch.input), .target = moved(batch.target)};
+}
+
+// How C++ code names the device: "Device::cpu()", "Device::cuda(0)".
+std::string device_expression(Device device) {
+  return device.is_cpu() ? "Device::cpu()" : detail::str("Device::cuda(", device.index, ")");
 }
 
 // Puts the model in eval mode for the scope, then back in the mode it was in.
@@ -149,6 +168,27 @@ void Trainer::check_options() const {
   parse_progress_style(o.progress, /*is_terminal=*/false);  // throws on an unknown style
 }
 
+// Every parameter and buffer must be on options.device: a model on the CPU fed GPU batches
+// (or the reverse) would fail deep inside its first op, naming the op rather than the cause.
+void Trainer::check_model_device() const {
+  const Device device = options_.device;
+  auto refuse = [&](const std::string& what, Device found) {
+    std::string message = detail::str("Trainer: ", what, " is on ", found.str(), " but TrainerOptions::device is ",
+                                      device.str(), "; move the model with model.to(", device_expression(device),
+                                      ") before building the optimizer, or set TrainerOptions::device to ",
+                                      found.str());
+    if (device.is_cuda() && !cuda::is_available())
+      message += detail::str(" (no GPU here: ", cuda::unavailable_reason(), ")");
+    throw Error(message);
+  };
+  for (const auto& [name, p] : model_.named_parameters())
+    if (p.device() != device) refuse("parameter '" + name + "'", p.device());
+  for (const auto& [name, b] : model_.named_buffers())
+    if (b.device() != device) refuse("buffer '" + name + "'", b.device());
+  for (const Tensor& p : optimizer_.parameters())
+    if (p.device() != device) refuse(detail::str("an optimizer parameter (", describe(p), ")"), p.device());
+}
+
 std::string Trainer::checkpoint_path() const {
   if (options_.checkpoint_dir.empty()) return "";
   return (std::filesystem::path(options_.checkpoint_dir) / kCheckpointFile).string();
@@ -170,6 +210,7 @@ TrainResult Trainer::fit(BatchSource& data, const LossFn& loss_fn) {
   KILN_CHECK(static_cast<bool>(loss_fn), "Trainer: the loss function is empty");
   std::ostream& out = options_.output != nullptr ? *options_.output : std::cerr;
   const bool terminal = options_.output == nullptr && ::isatty(STDERR_FILENO) == 1;
+  check_model_device();
   Run run(out, parse_progress_style(options_.progress, terminal), options_.metrics_path, options_.resume);
 
   if (options_.resume) resume(run, data);
@@ -219,7 +260,7 @@ StepStats Trainer::train_step(const Run& run, BatchSource& data, const LossFn& l
   optimizer_.zero_grad();
   double loss_sum = 0;
   for (int64_t micro = 0; micro < options_.grad_accum_steps; ++micro) {
-    const data::Batch batch = data.next();
+    const data::Batch batch = next_batch(data);
     stats.items += count_items(batch);
     loss_sum += backward_micro_batch(run, batch, loss_fn, micro);
   }
@@ -235,6 +276,10 @@ StepStats Trainer::train_step(const Run& run, BatchSource& data, const LossFn& l
   return stats;
 }
 
+data::Batch Trainer::next_batch(BatchSource& data) const {
+  return batch_on(data.next(), options_.device);
+}
+
 // Computes one micro-batch's loss, checks it, and adds its share of the gradient.
 double Trainer::backward_micro_batch(const Run& run, const data::Batch& batch, const LossFn& loss_fn, int64_t micro) {
   const int64_t step = run.step + 1, accum = options_.grad_accum_steps;
@@ -246,7 +291,7 @@ double Trainer::backward_micro_batch(const Run& run, const data::Batch& batch, c
              " does not require grad (computed under NoGradGuard, from detached tensors, or by a model whose "
              "parameters do not require grad?)");
 
-  const double value = loss.item<double>();
+  const double value = read_scalar(loss);  // the one wait per micro-batch on a GPU
   if (!std::isfinite(value))
     stop_on_non_finite(run, accum > 1 ? detail::str("the loss of micro-batch ", micro + 1, " of ", accum) : "the loss",
                        value);

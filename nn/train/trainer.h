@@ -28,12 +28,20 @@
 //      checkpoint_interval steps. The last step always evaluates (when an eval function
 //      is set) and checkpoints (when checkpoint_dir is set).
 //
+// Devices. TrainerOptions::device says where the model lives: fit() checks that every
+// parameter is there (move the model with model.to(device) before building the optimizer)
+// and moves each batch there before the loss function sees it. On a GPU the only waits
+// for the device are the ones the loop needs anyway: reading each micro-batch's loss (the
+// NaN stop and the logged loss) and the gradient norm when clipping.
+//
 // Checkpoints. checkpoint_dir/latest.ckpt.safetensors holds the model, the optimizer
 // (moments, step counts, lrs), kiln's global RNG state (dropout masks), the step and the
 // data source's position, written atomically (nn::save_checkpoint), so a crash at any
 // moment leaves the previous checkpoint or the new one. With `resume`, fit() loads it
 // first and continues: the losses from there on are bit-identical to a run that never
 // stopped (same thread count; a parallel GEMM sums in another order with another one).
+// A checkpoint is device-neutral: tensors are saved from wherever they live and resumed
+// onto the parameters' device, so a run may save on a GPU and resume on the CPU too.
 //
 // The Trainer lives in kiln::nn, not in a namespace nn::train like the folder: inside a
 // class derived from Module, `train` already names Module::train().
@@ -46,6 +54,7 @@
 #include <ostream>
 #include <string>
 
+#include "kiln/core/device.h"
 #include "kiln/nn/module.h"
 #include "kiln/nn/optim/lr_scheduler.h"
 #include "kiln/nn/optim/optimizer.h"
@@ -66,6 +75,7 @@ struct TrainerOptions {
   std::string progress = "auto";            // "auto" (bar on a terminal, else lines), "bar", "lines", "none"
   std::string throughput_unit = "samples";  // "samples" (batch rows) or "tokens" (target elements)
   std::ostream* output = nullptr;           // where progress goes; nullptr = std::cerr
+  Device device = Device::cpu();            // where the model is and the batches go
 };
 
 // Named numbers an eval function returns, e.g. {{"val_loss", 1.23}, {"accuracy", 0.98}}.
@@ -123,6 +133,8 @@ class Trainer {
   struct Run;  // the counters of one fit(), in trainer.cpp
 
   void check_options() const;
+  void check_model_device() const;
+  data::Batch next_batch(BatchSource& data) const;
   void resume(Run& run, BatchSource& data);
   std::string plan_message(const Run& run) const;
   StepStats train_step(const Run& run, BatchSource& data, const LossFn& loss_fn);
