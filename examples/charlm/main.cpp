@@ -6,6 +6,7 @@
 //   charlm --data enwik8 --steps 20000         train on enwik8 (standard 90M/5M/5M split)
 //   charlm --context-pool --layers 2           ... with a causal ContextPool in every block
 //   charlm --resume                            continue from the checkpoint in --checkpoint-dir
+//   charlm --device cuda                       train (and sample) on the first GPU
 //   charlm --generate --prompt "The "          only sample from the checkpoint
 //   charlm --visualize pool.html               colour a text by the pool's learned support sizes
 //   charlm --demo                              vanilla vs ContextPool with fewer layers (make demo)
@@ -22,6 +23,7 @@
 #include <kiln/core/random.h>
 #include <kiln/cuda/device.h>
 
+#include "../common/device.h"
 #include "../common/flags.h"
 #include "corpus.h"
 #include "demo.h"
@@ -82,7 +84,8 @@ void add_flags(Flags& flags, Settings& s) {
   flags.add("--top-k", s.sample.top_k, "sample among the k likeliest characters; 0 = all");
 
   flags.section("seeing ContextPool");
-  flags.add("--visualize", s.run.visualize, "write an HTML page of the learned sizes and weights (from the checkpoint)")
+  flags.add("--visualize", s.run.visualize,
+            "write an HTML page of the learned sizes and weights (from the checkpoint, on the CPU)")
       .placeholder("OUT.html");
   flags.add("--text", s.run.text, "text for --visualize; empty = the start of the validation split").placeholder("TEXT");
 
@@ -91,7 +94,8 @@ void add_flags(Flags& flags, Settings& s) {
   flags.add("--demo-pool-layers", s.run.demo_pool_layers, "layers of the demo's ContextPool model");
 
   flags.section("machine");
-  flags.add("--device", s.run.device, "where to compute (cpu only for now)", {"cpu", "cuda"});
+  flags.add("--device", s.run.device, kiln::examples::kDeviceHelp, {"cpu", "cuda"});
+  flags.add("--bf16", s.run.bf16, kiln::examples::kBf16Help);
   flags.add("--threads", s.run.threads, "OpenMP threads; 0 = OMP_NUM_THREADS or every core");
 }
 
@@ -139,15 +143,6 @@ charlm::ModelSettings checkpoint_model_settings(const Flags& flags, const charlm
   return saved;
 }
 
-void check_device(const std::string& device) {
-  if (device == "cpu") return;
-  if (!kiln::cuda::is_available())
-    throw kiln::Error("--device cuda is not available: " + kiln::cuda::unavailable_reason() +
-                      ". charlm runs on the CPU for now: use --device cpu");
-  throw kiln::Error("--device cuda: charlm runs on the CPU only for now (the GPU is " + kiln::cuda::device_name(0) +
-                    "); use --device cpu");
-}
-
 void print_sample(const std::string& title, const std::string& text) {
   std::printf("---- %s ----\n%s\n----\n", title.c_str(), text.c_str());
   std::fflush(stdout);
@@ -160,6 +155,7 @@ std::string sample_title(const charlm::SampleSettings& sample) {
 
 int generate_only(const Settings& s) {
   auto model = charlm::load_trained_model(s.train.checkpoint_dir);
+  model->to(kiln::examples::select_device(s.run.device));
   std::printf("charlm: %s\ncharlm: %s\n", charlm::describe(s.model).c_str(),
               charlm::describe_cost(model->num_parameters(), charlm::flops_per_token(*model)).c_str());
   kiln::manual_seed(s.train.seed);
@@ -187,7 +183,10 @@ int train_and_sample(const Settings& s) {
 }
 
 int run(const Flags& flags, Settings s) {
-  check_device(s.run.device);
+  const kiln::Device device = kiln::examples::select_device(s.run.device);  // fails early without a GPU
+  // Everything below, training and evaluation, runs its matrix products in bf16 with --bf16.
+  const kiln::AutocastGuard mixed_precision(kiln::examples::use_bf16(s.run.bf16, device));
+  if (device.is_cuda()) std::printf("charlm: on %s\n", kiln::cuda::device_name(device.index).c_str());
   if (s.run.threads > 0) omp_set_num_threads(static_cast<int>(s.run.threads));
   if (s.run.demo) return charlm::run_demo(flags, s);
   if (s.train.resume || s.run.generate || !s.run.visualize.empty())

@@ -56,7 +56,8 @@ struct RunSettings {
   std::string text;       // the text --visualize runs on; empty = a slice of the validation split
   bool demo = false;      // the side-by-side demo (demo.h)
   int64_t demo_pool_layers = 2;
-  std::string device = "cpu";
+  std::string device = "cpu";  // "cpu" or "cuda" (the first GPU)
+  bool bf16 = false;           // matrix products in bf16 on the GPU (core/autocast.h)
   int64_t threads = 0;  // OpenMP threads; 0 = OpenMP's default (OMP_NUM_THREADS or every core)
 };
 

@@ -8,6 +8,8 @@
 #include <kiln/autograd/grad_mode.h>
 #include <kiln/core/factory.h>
 
+#include "../common/device.h"
+
 namespace charlm {
 
 namespace {
@@ -19,8 +21,9 @@ std::vector<float> next_logits(const kiln::nn::GPT& model, const std::string& co
   const auto T = std::min<int64_t>(static_cast<int64_t>(context.size()), model.config().block_size);
   std::vector<int64_t> tokens(context.end() - T, context.end());
   for (int64_t& token : tokens) token &= 0xff;  // chars are signed; tokens are bytes 0..255
-  const Tensor logits = model.forward(kiln::from_vector(tokens, {1, T}, {.dtype = kiln::i64}));  // (1, T, 256)
-  return logits.select(1, T - 1).to_vector<float>();
+  const Tensor input = kiln::from_vector(tokens, {1, T}, {.dtype = kiln::i64}).to(kiln::examples::device_of(model));
+  const Tensor logits = model.forward(input);  // (1, T, 256), on the model's device
+  return logits.select(1, T - 1).to(kiln::Device::cpu()).to_vector<float>();
 }
 
 // Draws an index from softmax(logits / temperature), restricted to the top_k largest.

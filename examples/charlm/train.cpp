@@ -13,6 +13,7 @@
 #include <kiln/nn/train/trainer.h>
 #include <kiln/ops/loss.h>
 
+#include "../common/device.h"
 #include "model_file.h"
 
 namespace charlm {
@@ -29,7 +30,7 @@ std::unique_ptr<nn::optim::LRScheduler> make_schedule(nn::optim::Optimizer& opti
       optimizer, nn::optim::WarmupCosineOptions{.warmup_steps = warmup, .total_steps = t.steps, .min_lr = t.min_lr});
 }
 
-nn::TrainerOptions trainer_options(const TrainSettings& t) {
+nn::TrainerOptions trainer_options(const TrainSettings& t, Device device) {
   return {.max_steps = t.steps,
           .clip_grad_norm = t.clip,
           .eval_interval = t.eval_interval,
@@ -39,7 +40,8 @@ nn::TrainerOptions trainer_options(const TrainSettings& t) {
           .resume = t.resume,
           .metrics_path = t.checkpoint_dir.empty() ? "" : t.checkpoint_dir + "/metrics.jsonl",
           .progress = t.progress,
-          .throughput_unit = "tokens"};
+          .throughput_unit = "tokens",
+          .device = device};
 }
 
 }  // namespace
@@ -74,6 +76,8 @@ TrainOutcome train_model(const Settings& settings, const nn::data::ByteCorpus& c
   TrainOutcome outcome;
   outcome.model = std::make_shared<nn::GPT>(gpt_config(m));
   nn::GPT& model = *outcome.model;
+  const Device device = examples::select_device(settings.run.device);
+  model.to(device);  // before the optimizer, which keeps the tensors it is given
   outcome.parameters = model.num_parameters();
   outcome.flops = flops_per_token(model);
   std::printf("%s: %s\n%s: %s\n", name.c_str(), describe(m).c_str(), name.c_str(),
@@ -94,7 +98,7 @@ TrainOutcome train_model(const Settings& settings, const nn::data::ByteCorpus& c
               omp_get_max_threads() == 1 ? "" : "s");
   std::fflush(stdout);
 
-  nn::Trainer trainer(model, optimizer, trainer_options(t));
+  nn::Trainer trainer(model, optimizer, trainer_options(t, device));
   trainer.set_lr_schedule(*schedule);
   trainer.set_eval([&] {
     const Validation v = validation.evaluate(model);

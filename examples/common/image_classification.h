@@ -10,7 +10,7 @@
 //   training.check(flags);
 //   ImageData data = load_image_data(training);
 //   auto model = ...;
-//   train_image_classifier(*model, forward, data, training, flops, "vit");
+//   train_image_classifier(*model, forward, data, training, flops, "vit");  // moves the model to --device
 #pragma once
 
 #include <omp.h>
@@ -40,6 +40,7 @@
 #include <kiln/ops/loss.h>
 #include <kiln/ops/reduce.h>
 
+#include "device.h"
 #include "flags.h"
 
 namespace kiln::examples {
@@ -59,6 +60,8 @@ struct ImageTrainingFlags {
   std::string schedule = "cosine";
   uint64_t seed = 0;
   int64_t threads = 0;
+  std::string device = "cpu";  // "cpu" or "cuda" (the first GPU)
+  bool bf16 = false;           // matrix products in bf16 on the GPU (core/autocast.h)
   // reporting and checkpoints
   int64_t eval_interval = 250, log_interval = 50;
   std::string checkpoint_dir, metrics;
@@ -85,6 +88,8 @@ struct ImageTrainingFlags {
     flags.add("--clip", clip, "max global gradient norm; 0 = no clipping");
     flags.add("--seed", seed, "seed of the weights, the data order and the shapes task");
     flags.add("--threads", threads, "OpenMP threads; 0 = OpenMP's default");
+    flags.add("--device", device, kDeviceHelp, {"cpu", "cuda"});
+    flags.add("--bf16", bf16, kBf16Help);
     flags.section("reporting and checkpoints");
     flags.add("--eval-interval", eval_interval, "steps between test-set evaluations; 0 = only at the end");
     flags.add("--log-interval", log_interval, "steps between progress lines");
@@ -220,9 +225,10 @@ inline ImageData load_image_data(const ImageTrainingFlags& flags) {
 
 // ---- training -------------------------------------------------------------------------------
 
-// Test-set accuracy and loss, in batches; `per_class`, when given, gets each class's accuracy.
+// Test-set accuracy and loss, in batches computed on `device` (the model's); `per_class`,
+// when given, gets each class's accuracy.
 inline nn::Metrics evaluate_classifier(const std::function<Tensor(const Tensor&)>& forward, const ImageData& data,
-                                       std::vector<double>* per_class = nullptr) {
+                                       Device device, std::vector<double>* per_class = nullptr) {
   const Tensor& images = data.test->inputs();
   const Tensor& labels = data.test->targets();
   const int64_t n = images.size(0), chunk = 500;
@@ -231,9 +237,9 @@ inline nn::Metrics evaluate_classifier(const std::function<Tensor(const Tensor&)
   for (int64_t start = 0; start < n; start += chunk) {
     const int64_t len = std::min(chunk, n - start);
     const Tensor target = labels.narrow(0, start, len);
-    const Tensor logits = forward(images.narrow(0, start, len));
-    loss_sum += cross_entropy(logits, target).item() * static_cast<double>(len);
-    const std::vector<int64_t> predicted = argmax(logits, 1).to_vector<int64_t>();
+    const Tensor logits = forward(images.narrow(0, start, len).to(device));
+    loss_sum += cross_entropy(logits, target.to(device)).to(Device::cpu()).item() * static_cast<double>(len);
+    const std::vector<int64_t> predicted = argmax(logits, 1).to(Device::cpu()).to_vector<int64_t>();
     const std::vector<int64_t> truth = target.to_vector<int64_t>();
     for (int64_t i = 0; i < len; ++i) {
       seen[truth[i]] += 1;
@@ -257,7 +263,7 @@ inline std::string with_thousands(double value) {
 
 // What is about to run: the data, the model's size and cost, the length of the run.
 inline void print_plan(const char* program, const ImageData& data, const nn::Module& model, double forward_flops,
-                       int64_t steps, int64_t batch) {
+                       int64_t steps, int64_t batch, Device device) {
   std::printf("%s: %s, %lld training / %lld test images of %lld x %lld x %lld, %lld classes\n", program,
               data.name.c_str(), static_cast<long long>(data.train->size()), static_cast<long long>(data.test->size()),
               static_cast<long long>(data.channels), static_cast<long long>(data.image_size),
@@ -268,6 +274,8 @@ inline void print_plan(const char* program, const ImageData& data, const nn::Mod
   std::printf("%s: %lld steps of %lld images (%.1f epochs), %d threads\n", program, static_cast<long long>(steps),
               static_cast<long long>(batch),
               static_cast<double>(steps * batch) / static_cast<double>(data.train->size()), omp_get_max_threads());
+  if (device.is_cuda())
+    std::printf("%s: on %s (%s)\n", program, device.str().c_str(), cuda::device_name(device.index).c_str());
   std::fflush(stdout);  // before the Trainer's progress, which goes to stderr
 }
 
@@ -284,9 +292,10 @@ inline void print_report(const char* program, const ImageData& data, const nn::T
   std::printf("\n");
 }
 
-// Trains `model` (logits = forward(images)) with AdamW and the flags' schedule on
-// shuffled batches, evaluating on the test split every eval_interval steps and after the
-// last, then prints the report.
+// Trains `model` (logits = forward(images)) on --device with AdamW and the flags'
+// schedule on shuffled batches, evaluating on the test split every eval_interval steps and
+// after the last, then prints the report. The model is moved to the device here, before
+// its optimizer is built; the data stays on the CPU and goes over batch by batch.
 inline void train_image_classifier(nn::Module& model, const std::function<Tensor(const Tensor&)>& forward,
                                   const ImageData& data, const ImageTrainingFlags& flags, double forward_flops,
                                   const char* program) {
@@ -296,7 +305,10 @@ inline void train_image_classifier(nn::Module& model, const std::function<Tensor
   KILN_CHECK(loader.size() > 0, "--batch ", flags.batch, " is larger than the training set (", data.train->size(),
              " images)");
   const int64_t steps = flags.epochs > 0 ? flags.epochs * loader.size() : flags.steps;
-  print_plan(program, data, model, forward_flops, steps, flags.batch);
+  const Device device = select_device(flags.device);
+  const AutocastGuard mixed_precision(use_bf16(flags.bf16, device));  // training and evaluation
+  model.to(device);
+  print_plan(program, data, model, forward_flops, steps, flags.batch, device);
 
   nn::optim::AdamW optimizer(model.parameters(), {.lr = flags.lr, .weight_decay = flags.weight_decay});
   std::unique_ptr<nn::optim::LRScheduler> schedule;
@@ -313,10 +325,11 @@ inline void train_image_classifier(nn::Module& model, const std::function<Tensor
                        .checkpoint_dir = flags.checkpoint_dir,
                        .checkpoint_interval = flags.checkpoint_dir.empty() ? 0 : flags.eval_interval,
                        .resume = flags.resume,
-                       .metrics_path = flags.metrics});
+                       .metrics_path = flags.metrics,
+                       .device = device});
   if (schedule) trainer.set_lr_schedule(*schedule);
   std::vector<double> per_class;  // of the latest eval; the trainer always evaluates after the last step
-  trainer.set_eval([&] { return evaluate_classifier(forward, data, &per_class); });
+  trainer.set_eval([&] { return evaluate_classifier(forward, data, device, &per_class); });
   const nn::TrainResult result = trainer.fit(loader, [&](const nn::data::Batch& batch) {
     return cross_entropy(forward(batch.input), batch.target);
   });
@@ -325,7 +338,7 @@ inline void train_image_classifier(nn::Module& model, const std::function<Tensor
   if (test.empty()) {  // a resumed run that found nothing left to train: evaluate the checkpoint
     NoGradGuard no_grad;
     model.eval();
-    test = evaluate_classifier(forward, data, &per_class);
+    test = evaluate_classifier(forward, data, device, &per_class);
     model.train();
   }
   print_report(program, data, result, test, per_class);

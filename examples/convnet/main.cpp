@@ -4,6 +4,7 @@
 //   convnet                                   the generated shapes task, max pooling
 //   convnet --context-pool                    the same net, ContextPool2d downsampling
 //   convnet --data data/cifar-10-batches-bin  CIFAR-10 (binary) or MNIST (IDX) from a folder
+//   convnet --device cuda                     train and evaluate on the first GPU
 //
 // Prints the parameter count, FLOPs per image, train loss and test accuracy as it goes,
 // and test accuracy per class at the end. README.md in this folder has the details.

@@ -4,6 +4,7 @@
 //   vit --context-pool --depth 2         ContextPool2d on the patch grid after each attention
 //   vit --data data/mnist --patch 4      MNIST (IDX files) or CIFAR-10 (binary) from a folder
 //   vit --checkpoint-dir ckpt ...; vit --checkpoint-dir ckpt --resume ...
+//   vit --device cuda                    train and evaluate on the first GPU
 //
 // Prints the parameter count, FLOPs per image, train loss and test accuracy as it goes,
 // and test accuracy per class at the end. README.md in this folder has the details.
