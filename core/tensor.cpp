@@ -116,7 +116,10 @@ Tensor make_tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides,
 std::string describe(const Tensor& t) {
   if (!t.defined()) return "undefined";
   std::string s = std::string(dtype_name(t.dtype())) + shape_str(t.shape());
-  if (!t.device().is_cpu()) s += "@" + t.device().str();
+  if (!t.device().is_cpu()) {
+    s += '@';  // two appends: g++ 12 warns (-Wrestrict, a false positive) on "@" + std::string
+    s += t.device().str();
+  }
   return s;
 }
 

@@ -216,9 +216,17 @@ __global__ void backward_inputs_kernel(Geometry g, Band band, const T* __restric
     };
     const int64_t covering = rows.size() * cols.size();
     if (dx) {
+      // Nested loops over the covering outputs (the order of t) rather than t itself:
+      // no 64-bit division per output and channel.
       for (int64_t k = threadIdx.x; k < d; k += blockDim.x) {
         Acc<T> acc = 0;
-        for (int64_t t = 0; t < covering; ++t) acc += dx_band[band_index(t)] * gy[output_row(t) * d + k];
+        for (int64_t oi = rows.first; oi <= rows.last; ++oi) {
+          for (int64_t oj = cols.first; oj <= cols.last; ++oj) {
+            const int64_t out_row = (b * g.out_height + oi) * g.out_width + oj;
+            const int64_t cell = band_cell(band, r - oi * g.stride, c - oj * g.stride);
+            acc += dx_band[out_row * band.cells + cell] * gy[out_row * d + k];
+          }
+        }
         dx[cell_index * d + k] = static_cast<T>(acc);
       }
     }
