@@ -8,7 +8,10 @@
 // zero output, zero gradients and lse = -inf; dropout draws element
 // e = ((b * H + h) * Lq + i) * Lk + j from word e % 4 of Philox block (offset + e / 4).
 //
-// Head dims (D and Dv) up to 256, f32 and f64. The kernels are described in attention.cu.
+// Head dims (D and Dv) up to 256, f32 and f64. The f64 backward at the largest head dims
+// needs up to ~197 KB of shared memory per block: it fits an H100 (227 KB), while on an
+// A100 (163 KB) f64 head dims above ~216 stop with a clear error. The kernels are
+// described in attention.cu.
 #pragma once
 
 #include <cstdint>

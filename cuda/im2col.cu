@@ -27,20 +27,6 @@ struct ColumnLayout {
   int64_t image_stride, row_stride;
 };
 
-// The input index that output o reads at tap k along one axis (may be in the padding).
-__device__ inline int64_t input_index(const WindowAxis& a, int64_t o, int64_t k) {
-  return o * a.stride - a.pad + k * a.dilation;
-}
-
-// The output o whose tap k reads input index i along one axis, or -1 when none does
-// (i + pad - k * dilation must be a non-negative multiple of stride, below out * stride).
-__device__ inline int64_t output_reading(const WindowAxis& a, int64_t i, int64_t k) {
-  const int64_t t = i + a.pad - k * a.dilation;  // = o * stride
-  if (t < 0 || t % a.stride != 0) return -1;
-  const int64_t o = t / a.stride;
-  return o < a.out ? o : -1;
-}
-
 // im2col for `images` contiguous images of `channels` planes: one thread per column
 // element (grid-stride), consecutive threads on consecutive output positions p, so the
 // writes are coalesced; a tap in the padding writes 0.
@@ -52,7 +38,7 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ cols, int
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
     const int64_t p = idx % area, row = (idx / area) % rows, n = idx / (area * rows);
     const int64_t c = row / taps, i = (row % taps) / w.kernel, j = row % w.kernel;
-    const int64_t iy = input_index(h, p / w.out, i), ix = input_index(w, p % w.out, j);
+    const int64_t iy = h.input_index(p / w.out, i), ix = w.input_index(p % w.out, j);
     const bool inside = iy >= 0 && iy < h.in && ix >= 0 && ix < w.in;
     cols[n * layout.image_stride + row * layout.row_stride + p] =
         inside ? x[((n * channels + c) * h.in + iy) * w.in + ix] : T(0);
@@ -73,10 +59,10 @@ __global__ void col2im_kernel(const T* __restrict__ cols, T* __restrict__ x, int
     const T* plane_cols = cols + plane * taps * area;  // rows (c * kh + i) * kw + j of image n
     Acc<T> sum = 0;
     for (int64_t i = 0; i < h.kernel; ++i) {
-      const int64_t oy = output_reading(h, iy, i);
+      const int64_t oy = h.output_reading(iy, i);
       if (oy < 0) continue;
       for (int64_t j = 0; j < w.kernel; ++j) {
-        const int64_t ox = output_reading(w, ix, j);
+        const int64_t ox = w.output_reading(ix, j);
         if (ox >= 0) sum += plane_cols[(i * w.kernel + j) * area + oy * w.out + ox];
       }
     }

@@ -12,10 +12,8 @@ namespace kiln::cuda {
 
 namespace {
 
+using cpu::floor_div;
 using cpu::WindowAxis;
-
-// Floor division for a positive divisor (C++'s / truncates towards zero).
-__device__ inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 // ---- max pooling ---------------------------------------------------------------------
 
@@ -45,14 +43,6 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
   }
 }
 
-// The output along one axis whose tap k reads input index i, or -1 when none does.
-__device__ inline int64_t output_reading(const WindowAxis& a, int64_t i, int64_t k) {
-  const int64_t t = i + a.pad - k * a.dilation;  // = o * stride
-  if (t < 0 || t % a.stride != 0) return -1;
-  const int64_t o = t / a.stride;
-  return o < a.out ? o : -1;
-}
-
 // One thread per input element (plane p, iy, ix): visits every output whose window
 // reads this element (at most one per tap (i, j); taps in decreasing order give outputs
 // in increasing order, the CPU's summation order) and adds the gradient of those whose
@@ -67,10 +57,10 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dy, const int64_t
     const T* plane_dy = dy + p * out_area;
     Acc<T> sum = 0;
     for (int64_t i = h.kernel - 1; i >= 0; --i) {
-      const int64_t oy = output_reading(h, iy, i);
+      const int64_t oy = h.output_reading(iy, i);
       if (oy < 0) continue;
       for (int64_t j = w.kernel - 1; j >= 0; --j) {
-        const int64_t ox = output_reading(w, ix, j);
+        const int64_t ox = w.output_reading(ix, j);
         if (ox < 0) continue;
         const int64_t o = oy * w.out + ox;
         if (plane_indices[o] == at) sum += plane_dy[o];

@@ -238,6 +238,23 @@ TEST_CASE("attention: causal plus a mask that hides the diagonal leaves row 0 em
   }
 }
 
+// A NaN in a query makes every score of its row NaN. The row's max skips NaN and used to
+// land on -inf, so the row passed for fully masked and came out as zeros, hiding the NaN
+// (found by running the CUDA kernel, which gives NaN, against the CPU one).
+TEST_CASE("attention: a NaN query gives a NaN row, not the zeros of a masked row") {
+  for (DType dtype : {f32, f64}) {
+    CAPTURE(dtype_name(dtype));
+    Tensor q = randn({1, 3, 4}, {.dtype = dtype});
+    q.select(1, 1).select(1, 2).fill_(std::nan(""));
+    const Tensor k = randn({1, 5, 4}, {.dtype = dtype}), v = randn({1, 5, 4}, {.dtype = dtype});
+    const Tensor out = scaled_dot_product_attention(q, k, v);
+    for (int64_t row = 0; row < 3; ++row) {
+      const std::vector<double> values = out.select(1, row).to_vector<double>();
+      for (double x : values) CHECK(std::isnan(x) == (row == 1));
+    }
+  }
+}
+
 TEST_CASE("MultiHeadAttention: a sequence whose every key is padded gives proj's bias, with finite gradients") {
   for (DType dtype : {f32, f64}) {
     CAPTURE(dtype_name(dtype));

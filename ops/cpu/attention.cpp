@@ -141,6 +141,14 @@ T softmax_in_place(T* x, int64_t n) {
 #pragma omp simd reduction(max : max)
   for (int64_t j = 0; j < n; ++j) max = x[j] > max ? x[j] : max;
   if (max == kMinusInf<T>) {
+    // No score above -inf: a fully masked row, unless the scores are NaN (the max skips
+    // NaN): then the row is NaN, as in PyTorch and the CUDA kernel.
+    for (int64_t j = 0; j < n; ++j) {
+      if (x[j] != x[j]) {
+        std::fill_n(x, n, std::numeric_limits<T>::quiet_NaN());
+        return std::numeric_limits<T>::quiet_NaN();
+      }
+    }
     std::fill_n(x, n, T(0));
     return max;
   }
