@@ -1,0 +1,315 @@
+// cpemu: runs kiln's CUDA kernels (cuda/*.cu) on the CPU, so their indexing, synchronisation
+// and logic can be checked against the CPU kernels on a machine without a GPU.
+//
+// This one header stands in for the CUDA runtime, cuda_bf16.h, cuda_fp16.h and kiln's
+// cuda/check.h and cuda/stream.h (run.sh makes forwarding headers of those names). rewrite.py
+// turns every `kernel<<<grid, block, smem, stream>>>(args)` into cpemu::launch(...).
+//
+// Model, and what it checks:
+// - One launch runs its blocks one after another (in order, reversed or shuffled: block_order),
+//   each with blockDim.x real std::threads. Grids may be 2-D (blockIdx.y); blocks are 1-D.
+// - __shared__ variables are static storage reused by each block; `extern __shared__` (dynamic
+//   shared memory) is a per-launch buffer filled with 0xff bytes (NaN) before every block, so a
+//   read of shared memory nobody wrote shows up as NaN.
+// - __syncthreads is a block barrier; warp shuffles exchange values through a per-warp buffer
+//   between two warp barriers. Every barrier times out (a deadlock = a divergent barrier or
+//   shuffle), checks that all its participants called it from the same place (site
+//   mismatches), and shuffles check that all 32 lanes asked for the same kind of exchange
+//   (tag mismatches). Shuffle masks other than the full warp abort: they are not modelled.
+// - Nothing models inter-block concurrency, warp lockstep execution, GPU math (host libm and
+//   host rounding are used) or performance; see README.md.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <math.h>  // device code calls isfinite, log, expf, ... unqualified, as CUDA allows
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+// ---- CUDA keywords -----------------------------------------------------------------------------
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define __restrict__ __restrict
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+using uint3 = dim3;
+inline thread_local uint3 blockIdx, threadIdx;
+inline thread_local dim3 blockDim, gridDim;
+
+// Device code calls min/max unqualified.
+using std::max;
+using std::min;
+
+// ---- the runtime calls kiln makes --------------------------------------------------------------
+
+typedef void* cudaStream_t;
+enum cudaError_t { cudaSuccess = 0 };
+enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+
+// An H100's opt-in limit of dynamic shared memory per block (227 KiB).
+constexpr int kCpemuMaxDynamicSmem = 232448;
+
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr, int) {
+  *value = kCpemuMaxDynamicSmem;
+  return cudaSuccess;
+}
+template <class K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
+  std::memset(p, v, n);
+  return cudaSuccess;
+}
+
+// kiln's cuda/check.h and cuda/stream.h: errors abort, every device has one (null) stream.
+#define KILN_CUDA_CHECK(call)                                                  \
+  do {                                                                         \
+    if ((call) != cudaSuccess) {                                               \
+      std::fprintf(stderr, "cpemu: %s failed\n", #call);                      \
+      std::abort();                                                            \
+    }                                                                          \
+  } while (0)
+namespace kiln::cuda {
+inline cudaStream_t stream(int) { return nullptr; }
+}  // namespace kiln::cuda
+
+// ---- intrinsics --------------------------------------------------------------------------------
+
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// cuda_bf16.h: __float2bfloat16_rn rounds to nearest even and turns any NaN into 0x7fff.
+// Written independently of kiln's float_to_bf16 (it compares the two candidates instead of
+// kiln's add-and-shift trick), so the cast checks compare two implementations.
+struct __nv_bfloat16 {
+  unsigned short x;
+};
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.x; }
+inline __nv_bfloat16 __float2bfloat16_rn(float v) {
+  if (std::isnan(v)) return {0x7fff};
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  const uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;  // truncation, and one ulp further from zero
+  if ((lo & 0x7fffffffu) == 0x7f800000u) return {uint16_t(lo >> 16)};  // inf
+  float flo, fhi;
+  std::memcpy(&flo, &lo, 4);
+  std::memcpy(&fhi, &hi, 4);
+  const double dlo = std::fabs(double(v) - double(flo));
+  const double dhi = std::isinf(fhi) ? std::fabs(double(v) - std::copysign(0x1p128, v))  // inf counts as 2^128
+                                     : std::fabs(double(v) - double(fhi));
+  const uint32_t r = dlo < dhi ? lo : dhi < dlo ? hi : (((lo >> 16) & 1) ? hi : lo);  // ties to even
+  return {uint16_t(r >> 16)};
+}
+
+// cuda_fp16.h, through GCC's _Float16 (IEEE binary16, round to nearest even).
+struct __half {
+  unsigned short x;
+};
+inline __half __ushort_as_half(unsigned short u) { return __half{u}; }
+inline unsigned short __half_as_ushort(__half h) { return h.x; }
+inline float __half2float(__half h) {
+  _Float16 f;
+  std::memcpy(&f, &h.x, 2);
+  return float(f);
+}
+inline __half __float2half_rn(float v) {
+  const _Float16 f = static_cast<_Float16>(v);
+  __half h;
+  std::memcpy(&h.x, &f, 2);
+  return h;
+}
+
+// ---- the emulator ------------------------------------------------------------------------------
+
+namespace cpemu {
+
+constexpr int kWarp = 32;
+inline int timeout_seconds = 20;
+
+// Options the drivers set between launches.
+inline int block_order = 0;     // 0 = in order, 1 = reversed, 2 = shuffled (each launch its own seed)
+inline unsigned block_seed = 1;
+inline unsigned grid_cap = 0;   // when > 0, grid.x is cut to this (exercises the grid-stride loops)
+
+// What every launch adds up; finish() in drivers/common.h reports it.
+struct Stats {
+  std::atomic<int64_t> launches{0}, site_mismatches{0}, tag_mismatches{0}, partial_warps{0};
+};
+inline Stats stats;
+
+[[noreturn]] inline void die(const char* what) {
+  std::fprintf(stderr, "cpemu: %s\n", what);
+  std::abort();
+}
+
+// A reusable barrier with a timeout (deadlock detection) and a call-site check.
+struct Barrier {
+  std::mutex mu;
+  std::condition_variable cv;
+  int count = 0, arrived = 0;
+  uint64_t generation = 0;
+  const void* site = nullptr;
+  int site_mismatches = 0;
+  const char* what = "";
+  explicit Barrier(int n = 0, const char* w = "") : count(n), what(w) {}
+  void wait(const void* call_site) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (arrived == 0) site = call_site;
+    else if (site != call_site) ++site_mismatches;
+    const uint64_t gen = generation;
+    if (++arrived == count) {
+      arrived = 0;
+      ++generation;
+      cv.notify_all();
+      return;
+    }
+    if (!cv.wait_for(lock, std::chrono::seconds(timeout_seconds), [&] { return generation != gen; })) {
+      std::fprintf(stderr, "cpemu: DEADLOCK at a %s barrier (%d of %d arrived, block %u,%u): divergent barrier?\n",
+                   what, arrived, count, blockIdx.x, blockIdx.y);
+      std::abort();
+    }
+  }
+};
+
+// The exchange buffer of one warp's shuffles.
+struct Warp {
+  Barrier bar{kWarp, "warp-shuffle"};
+  alignas(16) unsigned char buf[kWarp][16];
+  int tag[kWarp];
+};
+
+struct BlockState {
+  Barrier block_bar;
+  std::vector<Warp> warps;
+  explicit BlockState(int threads) : block_bar(threads, "__syncthreads"), warps((threads + kWarp - 1) / kWarp) {}
+};
+inline thread_local BlockState* tls_block = nullptr;
+inline thread_local unsigned char* tls_dyn_smem = nullptr;
+
+// `extern __shared__ unsigned char name[];` becomes `unsigned char* name = cpemu::dyn_smem();`.
+inline unsigned char* dyn_smem() { return tls_dyn_smem; }
+
+// One lane's part of a shuffle: publish v, wait for the warp, read the source lane's value
+// (or keep v when the source is outside the caller's segment), wait again before the buffer
+// is reused. `tag` names the kind of exchange; lanes that disagree are counted.
+template <class T>
+T shuffle(T v, int src_lane, bool keep_own, int tag, const void* site) {
+  static_assert(sizeof(T) <= 16, "shuffle of a type wider than 16 bytes");
+  const int lane = threadIdx.x % kWarp;
+  Warp& w = tls_block->warps[threadIdx.x / kWarp];
+  std::memcpy(w.buf[lane], &v, sizeof(T));
+  w.tag[lane] = tag;
+  w.bar.wait(site);
+  T r = v;
+  if (!keep_own) std::memcpy(&r, w.buf[src_lane], sizeof(T));
+  for (int l = 0; l < kWarp; ++l)
+    if (w.tag[l] != tag) {
+      stats.tag_mismatches++;
+      break;
+    }
+  w.bar.wait(site);
+  return r;
+}
+
+inline void check_mask(unsigned mask) {
+  if (mask != 0xffffffffu) die("a shuffle mask other than the full warp is not emulated");
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), as rewrite.py emits it.
+template <class Kernel, class... Args>
+void launch(dim3 grid, dim3 block, size_t smem, Kernel kernel, Args... args) {
+  stats.launches++;
+  if (grid.z != 1 || block.y != 1 || block.z != 1) die("only 1-D blocks and 1-D or 2-D grids are emulated");
+  if (block.x == 0 || block.x > 1024 || grid.x == 0 || grid.x > 2147483647u || grid.y == 0 || grid.y > 65535)
+    die("launch configuration out of CUDA's limits");
+  if (smem > size_t(kCpemuMaxDynamicSmem)) die("dynamic shared memory above the 227 KiB limit");
+  if (block.x % kWarp) stats.partial_warps++;
+  if (grid_cap && grid.x > grid_cap) grid.x = grid_cap;
+
+  std::vector<unsigned char> dyn(smem + 16);  // 16-byte aligned, as CUDA's
+  unsigned char* dyn_base = dyn.data() + (16 - reinterpret_cast<uintptr_t>(dyn.data()) % 16) % 16;
+
+  std::vector<unsigned> order(size_t(grid.x) * grid.y);  // linear block id = y * grid.x + x
+  std::iota(order.begin(), order.end(), 0u);
+  if (block_order == 1) std::reverse(order.begin(), order.end());
+  if (block_order == 2) {
+    std::mt19937 rng(block_seed++);
+    std::shuffle(order.begin(), order.end(), rng);
+  }
+
+  const int threads = int(block.x);
+  BlockState state(threads);
+  Barrier start_bar(threads, "start-of-block"), end_bar(threads, "end-of-block");
+  std::vector<std::thread> pool;
+  pool.reserve(threads);
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      tls_block = &state;
+      tls_dyn_smem = smem ? dyn_base : nullptr;
+      threadIdx = uint3(unsigned(t), 0, 0);
+      blockDim = block;
+      gridDim = grid;
+      for (unsigned b : order) {
+        blockIdx = uint3(b % grid.x, b / grid.x, 0);
+        if (t == 0 && smem) std::memset(dyn_base, 0xff, smem);  // poison: unwritten reads are NaN
+        start_bar.wait(nullptr);
+        kernel(args...);
+        end_bar.wait(nullptr);
+      }
+      tls_block = nullptr;
+    });
+  }
+  for (auto& th : pool) th.join();
+  stats.site_mismatches += state.block_bar.site_mismatches;
+  for (auto& w : state.warps) stats.site_mismatches += w.bar.site_mismatches;
+}
+
+}  // namespace cpemu
+
+// Barriers and shuffles are not inlined, so their return address identifies the call site.
+__attribute__((noinline)) inline void __syncthreads() {
+  cpemu::tls_block->block_bar.wait(__builtin_return_address(0));
+}
+template <class T>
+__attribute__((noinline)) T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  cpemu::check_mask(mask);
+  const int lane = threadIdx.x % 32, src = lane ^ lane_mask;
+  // CUDA: a source outside the caller's width-segment returns the caller's own value.
+  const bool own = (src / width) != (lane / width) || src >= 32;
+  return cpemu::shuffle(v, src, own, 1000 + lane_mask, __builtin_return_address(0));
+}
+template <class T>
+__attribute__((noinline)) T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+  cpemu::check_mask(mask);
+  const int lane = threadIdx.x % 32, src = (lane / width) * width + (src_lane % width);
+  return cpemu::shuffle(v, src, false, 3000, __builtin_return_address(0));
+}
