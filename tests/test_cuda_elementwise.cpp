@@ -172,8 +172,8 @@ TEST_CASE("[cuda] elementwise edge cases: empty, 0-d, longer than one grid, misa
   manual_seed(5);
   check_cuda_matches_cpu("empty", [](const Inputs& in) { return kiln::exp(in[0]) + in[0]; }, {randn({0, 5})});
   check_cuda_matches_cpu("0-d", [](const Inputs& in) { return in[0] * in[0]; }, {scalar_tensor(1.5)});
-  // 65535 blocks x 256 threads = 16.8M threads: 20M elements make the grid-stride loop
-  // go round more than once (4-wide loads: 5M packs fit; the 1-D path with 20M does not).
+  // A transposed 5000 x 4000 takes the N-d kernel; its 20M elements outnumber the grid's
+  // 65535 blocks x 256 threads, so each thread's grid-stride loop goes round twice.
   check_cuda_matches_cpu("longer than one grid", [](const Inputs& in) { return in[0].t() * 2.0; },
                          {randn({5000, 4000})}, {1e-6, 1e-6});
   // A view starting one float in: not 16-byte aligned, so not vectorised.
