@@ -36,9 +36,11 @@
 
 #include "cuda_parity.h"
 #include "temp_dir.h"
+#include "tiny_gpt_fixture.h"
 
 using namespace kiln;
 using namespace kiln::testing;
+using namespace kiln::testing::tiny_gpt;
 
 namespace {
 
@@ -126,36 +128,7 @@ void check_model_parity(const std::string& name, const Twins<Model>& twins,
 
 // ---- the tiny GPT of test_gpt.cpp --------------------------------------------------------------
 
-// test_gpt.cpp's fixture; KILN_TEST_DATA_DIR (tests/CMakeLists.txt) finds it from any directory.
-const std::string kFixturePath =
-    (std::filesystem::path(KILN_TEST_DATA_DIR) / "golden" / "tiny_gpt.safetensors.bin").string();
-
-const SafetensorsFile& fixture() {
-  static const SafetensorsFile file = load_safetensors(kFixturePath);
-  return file;
-}
-
-Tensor fixture_tensor(const std::string& name) {
-  Tensor t = fixture().find(name);
-  REQUIRE_MESSAGE(t.defined(), kFixturePath, " has no tensor '", name, "'");
-  return t;
-}
-
-int64_t fixture_int(const std::string& key) { return std::stoll(fixture().metadata.at(key)); }
-double fixture_number(const std::string& key) { return std::stod(fixture().metadata.at(key)); }
-
-std::shared_ptr<nn::GPT> fixture_gpt() {
-  auto model = std::make_shared<nn::GPT>(nn::GPTConfig{.vocab_size = fixture_int("vocab_size"),
-                                                       .block_size = fixture_int("block_size"),
-                                                       .n_layer = fixture_int("n_layer"),
-                                                       .n_head = fixture_int("n_head"),
-                                                       .d_model = fixture_int("d_model")});
-  nn::StateDict weights;
-  for (const auto& [name, t] : fixture().tensors)
-    if (name.starts_with("model.")) weights.insert(name.substr(6), t);
-  model->load_state_dict(weights);
-  return model;
-}
+std::shared_ptr<nn::GPT> fixture_gpt() { return golden_model(); }
 
 Tensor gpt_forward(const nn::GPT& model, const Tensor& tokens) { return model.forward(tokens); }
 

@@ -15,47 +15,13 @@
 #include <kiln/nn/optim/adam.h>
 
 #include "helpers.h"
+#include "tiny_gpt_fixture.h"
 
 using namespace kiln;
 using namespace kiln::testing;
+using namespace kiln::testing::tiny_gpt;
 
 namespace {
-
-// Found through KILN_TEST_DATA_DIR (tests/CMakeLists.txt), so the test runs from any
-// working directory.
-const std::string kFixturePath =
-    (std::filesystem::path(KILN_TEST_DATA_DIR) / "golden" / "tiny_gpt.safetensors.bin").string();
-
-const SafetensorsFile& fixture() {
-  static const SafetensorsFile file = load_safetensors(kFixturePath);
-  return file;
-}
-
-Tensor fixture_tensor(const std::string& name) {
-  Tensor t = fixture().find(name);
-  REQUIRE_MESSAGE(t.defined(), kFixturePath, " has no tensor '", name, "'");
-  return t;
-}
-
-double fixture_number(const std::string& key) { return std::stod(fixture().metadata.at(key)); }
-int64_t fixture_int(const std::string& key) { return std::stoll(fixture().metadata.at(key)); }
-
-nn::GPTConfig fixture_config() {
-  return {.vocab_size = fixture_int("vocab_size"), .block_size = fixture_int("block_size"),
-          .n_layer = fixture_int("n_layer"), .n_head = fixture_int("n_head"), .d_model = fixture_int("d_model")};
-}
-
-// nn::GPT in `dtype` holding the fixture's weights (its "model.<name>" tensors).
-std::shared_ptr<nn::GPT> golden_model(DType dtype) {
-  auto model = std::make_shared<nn::GPT>(fixture_config());
-  model->to(dtype);
-  const std::string prefix = "model.";
-  nn::StateDict weights;
-  for (const auto& [name, t] : fixture().tensors)
-    if (name.starts_with(prefix)) weights.insert(name.substr(prefix.size()), t);
-  model->load_state_dict(weights);  // strict: the names must be exactly kiln's
-  return model;
-}
 
 Tensor next_token_loss(const Tensor& logits, const Tensor& targets) {
   return cross_entropy(logits.view({-1, logits.size(-1)}), targets.view({-1}));
