@@ -126,7 +126,7 @@ struct GptTraining {
   }
 
   // The loss value on the host (waits for a GPU).
-  static double read(const Tensor& loss) { return loss.to(Device::cpu()).item<double>(); }
+  static double read(const Tensor& loss) { return loss.item<double>(); }
 };
 
 }  // namespace kiln::bench

@@ -40,7 +40,7 @@ Validation ValidationSet::evaluate(const kiln::nn::GPT& model) const {
   Validation v;
   v.windows = done;
   v.predictions = done * seq_len_;
-  v.loss = loss_sum.to(kiln::Device::cpu()).item<double>() / static_cast<double>(v.predictions);
+  v.loss = loss_sum.item<double>() / static_cast<double>(v.predictions);
   v.bpc = v.loss / std::numbers::ln2;
   return v;
 }

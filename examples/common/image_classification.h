@@ -238,8 +238,8 @@ inline nn::Metrics evaluate_classifier(const std::function<Tensor(const Tensor&)
     const int64_t len = std::min(chunk, n - start);
     const Tensor target = labels.narrow(0, start, len);
     const Tensor logits = forward(images.narrow(0, start, len).to(device));
-    loss_sum += cross_entropy(logits, target.to(device)).to(Device::cpu()).item() * static_cast<double>(len);
-    const std::vector<int64_t> predicted = argmax(logits, 1).to(Device::cpu()).to_vector<int64_t>();
+    loss_sum += cross_entropy(logits, target.to(device)).item() * static_cast<double>(len);
+    const std::vector<int64_t> predicted = argmax(logits, 1).to_vector<int64_t>();
     const std::vector<int64_t> truth = target.to_vector<int64_t>();
     for (int64_t i = 0; i < len; ++i) {
       seen[truth[i]] += 1;

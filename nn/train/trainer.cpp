@@ -52,12 +52,6 @@ std::string format_metric(double value) {
   return buffer;
 }
 
-// A scalar's value on the host. On a GPU this waits for the work queued so far, so the
-// loop calls it only where it needs the number.
-double read_scalar(const Tensor& t) {
-  return t.device().is_cpu() ? t.item<double>() : t.detach().to(Device::cpu()).item<double>();
-}
-
 // The batch with its tensors on `device` (a host-to-device copy is queued on the device's
 // stream; the loss function's kernels queue after it).
 data::Batch batch_on(const data::Batch& batch, Device device) {
@@ -291,7 +285,7 @@ double Trainer::backward_micro_batch(const Run& run, const data::Batch& batch, c
              " does not require grad (computed under NoGradGuard, from detached tensors, or by a model whose "
              "parameters do not require grad?)");
 
-  const double value = read_scalar(loss);  // the one wait per micro-batch on a GPU
+  const double value = loss.item<double>();  // the one wait per micro-batch on a GPU
   if (!std::isfinite(value))
     stop_on_non_finite(run, accum > 1 ? detail::str("the loss of micro-batch ", micro + 1, " of ", accum) : "the loss",
                        value);
