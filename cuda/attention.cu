@@ -39,16 +39,13 @@
 // vectorised (float4) tile loads.
 #include "kiln/cuda/attention.h"
 
-#include <cmath>
-#include <limits>
-
-#include "kiln/core/error.h"
-#include "kiln/core/random.h"
-#include "kiln/cuda/launch.cuh"
+#include "kiln/cuda/attention.cuh"
 
 namespace kiln::cuda {
 
 namespace {
+
+using namespace attention_detail;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarpSize;
@@ -56,69 +53,6 @@ constexpr int kRowsPerWarp = 4;
 constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;  // rows a block owns
 constexpr int kTile = kWarpSize;                      // rows of the other sequence per tile
 constexpr int kMaxChunks = 8;                         // head dims up to 8 * 32 = 256
-
-// ---- small device helpers -------------------------------------------------------------
-
-template <class A>
-__device__ constexpr A minus_inf() {
-  return -std::numeric_limits<A>::infinity();
-}
-
-__device__ inline float exp_acc(float x) { return expf(x); }
-__device__ inline double exp_acc(double x) { return exp(x); }
-__device__ inline float log_acc(float x) { return logf(x); }
-__device__ inline double log_acc(double x) { return log(x); }
-
-// Pointer to row `row` of head (b, h) of an operand.
-template <class T>
-__device__ T* row_ptr(const AttentionOperand<T>& t, int64_t b, int64_t h, int64_t row) {
-  return t.data + b * t.batch_stride + h * t.head_stride + row * t.row_stride;
-}
-
-// The block copies `rows` rows of `cols` elements (source rows `src_stride` apart) into a
-// shared tile of `tile_rows` rows `dst_stride` apart, zero-filling rows [rows, tile_rows)
-// so that a partial tile contributes nothing (0 * garbage could be NaN).
-template <class T>
-__device__ void load_tile(T* dst, int dst_stride, const T* src, int64_t src_stride, int rows, int tile_rows,
-                          int cols) {
-  for (int idx = threadIdx.x; idx < tile_rows * cols; idx += blockDim.x) {
-    const int r = idx / cols, c = idx % cols;
-    dst[r * dst_stride + c] = r < rows ? src[r * src_stride + c] : T(0);
-  }
-}
-
-// The masked, scaled score of query i and key j from their dot product, or -inf where
-// the key is hidden (out of range, causal, or a false keep-mask entry).
-template <class T, class A>
-__device__ A masked_score(const AttentionArgs<T>& a, int64_t b, int64_t h, int64_t i, int64_t j, A dot) {
-  if (i >= a.q_len || j >= a.kv_len || (a.causal && j > i)) return minus_inf<A>();
-  const int64_t* st = a.mask.strides;
-  const int64_t at = b * st[0] + h * st[1] + i * st[2] + j * st[3];
-  if (a.mask.keep && !a.mask.keep[at]) return minus_inf<A>();
-  A s = A(a.scale) * dot;
-  if (a.mask.additive) s += A(a.mask.additive[at]);
-  return s;
-}
-
-// The dropout factor of element (bh, i, j) of the attention matrix: kept_scale or 0,
-// drawn exactly as cpu::dropout_forward draws element e (see attention.h).
-template <class T, class A>
-__device__ A dropout_factor(const AttentionDropoutDraw<T>& d, const AttentionArgs<T>& a, int64_t bh, int64_t i,
-                            int64_t j) {
-  if (!d.enabled) return A(1);
-  const uint64_t e = static_cast<uint64_t>((bh * a.q_len + i) * a.kv_len + j);
-  const auto words = Philox::block(d.seed, d.offset + e / 4);
-  // Selected by value, not words[e % 4]: a runtime index would put the array in local memory.
-  const uint32_t word = e % 4 == 0 ? words[0] : e % 4 == 1 ? words[1] : e % 4 == 2 ? words[2] : words[3];
-  return (word >> 8) >= d.keep_threshold ? A(d.kept_scale) : A(0);
-}
-
-// The probability of a score given its row's logsumexp; 0 for hidden keys and for rows
-// with no visible key (lse = -inf, where S - lse would be NaN).
-template <class A>
-__device__ A prob_from_lse(A score, A lse) {
-  return lse == minus_inf<A>() ? A(0) : exp_acc(score - lse);
-}
 
 // ---- forward --------------------------------------------------------------------------
 // Grid: one block per (head, 16 query rows); warp w owns rows row0 + 4w .. row0 + 4w + 3.
@@ -200,45 +134,6 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(AttentionAr
     }
     if (lane == 0) lse[bh * a.q_len + i] = T(m[r] == minus_inf<A>() ? m[r] : m[r] + log_acc(l[r]));
   }
-}
-
-// ---- backward: delta_i = rowsum(dO_i * O_i) ---------------------------------------------
-// One warp per query row (grid-stride over rows); lanes split the row's columns.
-
-template <class T>
-__global__ void attention_row_dot_kernel(AttentionArgs<T> a, AttentionOperand<const T> out,
-                                         AttentionOperand<const T> dout, T* delta) {
-  using A = Acc<T>;
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t rows = a.batch * a.heads * a.q_len;
-  const int64_t warps_in_grid = grid_stride() / kWarpSize;
-  for (int64_t row = global_thread() / kWarpSize; row < rows; row += warps_in_grid) {
-    const int64_t bh = row / a.q_len, i = row % a.q_len, b = bh / a.heads, h = bh % a.heads;
-    const T* o = row_ptr(out, b, h, i);
-    const T* g = row_ptr(dout, b, h, i);
-    A sum = 0;
-    for (int64_t d = lane; d < a.value_dim; d += kWarpSize) sum += A(o[d]) * A(g[d]);
-    sum = warp_reduce(sum, SumOp{});
-    if (lane == 0) delta[row] = T(sum);
-  }
-}
-
-// The gradient of one score and its dropped-out probability, from the recomputed
-// probability p, the dropout factor, dP = dO_i . v_j and delta_i.
-template <class A>
-struct ScoreGrad {
-  A prob_dropped;  // p * factor: the weight of dO_i in dv_j
-  A dscore;        // p * (dP * factor - delta_i)
-};
-
-template <class T, class A>
-__device__ ScoreGrad<A> score_grad(const AttentionArgs<T>& a, int64_t b, int64_t h, int64_t bh, int64_t i,
-                                   int64_t j, A qk_dot, A dp, A lse_i, A delta_i) {
-  const A score = masked_score(a, b, h, i, j, qk_dot);
-  if (score == minus_inf<A>()) return {A(0), A(0)};
-  const A p = prob_from_lse(score, lse_i);
-  const A factor = dropout_factor<T, A>(a.dropout, a, bh, i, j);
-  return {p * factor, p * (dp * factor - delta_i)};
 }
 
 // ---- backward: dq (and dS rows) -----------------------------------------------------------
@@ -437,42 +332,17 @@ void with_chunks(int64_t head_dim, int64_t value_dim, F&& launch) {
   return launch.template operator()<8>();
 }
 
-// Blocks for `heads` heads of `rows` rows, kRowsPerBlock rows per block.
-unsigned row_block_grid(int64_t heads, int64_t rows) {
-  const int64_t blocks = heads * ((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  KILN_CHECK(blocks <= std::numeric_limits<int>::max(), "scaled_dot_product_attention on CUDA: ", blocks,
-             " blocks exceed the grid limit");
-  return static_cast<unsigned>(blocks);
-}
-
-// Launches `kernel` with `shared` bytes of dynamic shared memory, opting in beyond the
-// default 48 KB when the device allows it.
-template <class Kernel, class... Args>
-void launch_with_shared(Kernel kernel, unsigned blocks, size_t shared, int device, cudaStream_t s, Args... args) {
-  if (blocks == 0) return;
-  constexpr size_t kDefaultShared = 48 * 1024;
-  if (shared > kDefaultShared) {
-    int max_shared = 0;
-    KILN_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    KILN_CHECK(shared <= static_cast<size_t>(max_shared), "scaled_dot_product_attention on CUDA: these head dims need ",
-               shared, " bytes of shared memory per block; cuda:", device, " allows ", max_shared);
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
-  }
-  kernel<<<blocks, kThreads, shared, s>>>(args...);
-  KILN_CUDA_LAUNCH_CHECK();
-}
-
 }  // namespace
 
 template <class T>
 void attention_forward(const AttentionArgs<T>& args, const AttentionOperand<T>& out, T* lse, int device) {
-  const unsigned blocks = row_block_grid(args.batch * args.heads, args.q_len);
+  const unsigned blocks = row_block_grid(args.batch * args.heads, args.q_len, kRowsPerBlock);
   if (blocks == 0) return;
   cudaStream_t s = stream(device);
   const int64_t D = args.head_dim, Dv = args.value_dim;
   const size_t shared = sizeof(T) * (kRowsPerBlock * D + kTile * (D + 1) + kTile * Dv);
   with_chunks(D, Dv, [&]<int kChunks>() {
-    launch_with_shared(attention_forward_kernel<T, kChunks>, blocks, shared, device, s, args, out, lse);
+    launch_with_shared(attention_forward_kernel<T, kChunks>, blocks, kThreads, shared, device, s, args, out, lse);
   });
 }
 
@@ -481,23 +351,18 @@ void attention_backward(const AttentionArgs<T>& args, const AttentionBackwardInp
                         const AttentionGradients<T>& grads, int device) {
   cudaStream_t s = stream(device);
   const int64_t heads = args.batch * args.heads, D = args.head_dim, Dv = args.value_dim;
-  const int64_t rows = heads * args.q_len;
-  if (rows > 0) {
-    attention_row_dot_kernel<T><<<blocks_for(rows * kWarpSize), kThreadsPerBlock, 0, s>>>(args, in.out, in.dout,
-                                                                                            in.row_dot_scratch);
-    KILN_CUDA_LAUNCH_CHECK();
-  }
+  launch_row_dot(args, in, s);
   with_chunks(D, Dv, [&]<int kChunks>() {
     if (grads.dq || grads.dscores) {
       const size_t shared = sizeof(T) * (kRowsPerBlock * (D + Dv) + kTile * (D + 1) + kTile * (Dv + 1));
-      launch_with_shared(attention_backward_dq_kernel<T, kChunks>, row_block_grid(heads, args.q_len), shared, device,
-                         s, args, in, grads.dq, grads.dscores);
+      launch_with_shared(attention_backward_dq_kernel<T, kChunks>, row_block_grid(heads, args.q_len, kRowsPerBlock),
+                         kThreads, shared, device, s, args, in, grads.dq, grads.dscores);
     }
     if (grads.dk || grads.dv) {
       const size_t shared =
           sizeof(Acc<T>) * 2 * kTile + sizeof(T) * (kRowsPerBlock * (D + Dv) + kTile * (D + 1) + kTile * (Dv + 1));
-      launch_with_shared(attention_backward_kv_kernel<T, kChunks>, row_block_grid(heads, args.kv_len), shared,
-                         device, s, args, in, grads.dk, grads.dv);
+      launch_with_shared(attention_backward_kv_kernel<T, kChunks>, row_block_grid(heads, args.kv_len, kRowsPerBlock),
+                         kThreads, shared, device, s, args, in, grads.dk, grads.dv);
     }
   });
 }

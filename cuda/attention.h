@@ -90,4 +90,18 @@ template <class T>
 KILN_CUDA_ENTRY(void attention_backward(const AttentionArgs<T>& args, const AttentionBackwardInputs<T>& inputs,
                                         const AttentionGradients<T>& grads, int device))
 
+// ---- bf16 tensor cores (attention_bf16.cu), what autocast runs ----------------------------
+// The same calls on f32 operands, with every matrix product on tensor cores: tiles are
+// rounded to bf16 as they are loaded, products accumulate in f32, and the softmax
+// statistics, lse, the row sums and all outputs stay f32. The probabilities and score
+// gradients that feed the second product of each pass are rounded to bf16 too. Head dims
+// (D and Dv) up to kAttentionBf16MaxHeadDim; masks, causal and dropout as above.
+inline constexpr int64_t kAttentionBf16MaxHeadDim = 128;
+
+KILN_CUDA_ENTRY(void attention_forward_bf16(const AttentionArgs<float>& args, const AttentionOperand<float>& out,
+                                            float* lse, int device))
+KILN_CUDA_ENTRY(void attention_backward_bf16(const AttentionArgs<float>& args,
+                                             const AttentionBackwardInputs<float>& inputs,
+                                             const AttentionGradients<float>& grads, int device))
+
 }  // namespace kiln::cuda

@@ -12,18 +12,25 @@
 //
 // On CUDA the same formulas run in the fused kernels of cuda/attention.*; their backward
 // also reads the forward's output O, for the row sums rowsum(dO * O) that the CPU kernel
-// gets from the probabilities it holds, so a CUDA call saves O too.
+// gets from the probabilities it holds, so a CUDA call saves O too. Under bf16 autocast
+// (core/autocast.h), f32 CUDA calls with head dims up to 128 run the tensor-core kernels of
+// cuda/attention_bf16.cu instead: same operands, outputs and lse in f32, products in bf16.
+// The call records that choice, so its backward runs the matching kernels whatever the
+// autocast state is when backward() runs.
 //
 // Double backward. As in ops/normalization.cpp, the backward has two paths: the fused
 // kernel when grad mode is off (plain backward), and the same formulas written with
 // Tensor ops under create_graph, which autograd records, so second derivatives work.
 #include "kiln/ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/autograd/node.h"
+#include "kiln/core/autocast.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
@@ -54,6 +61,7 @@ struct AttentionCall {
   double scale = 1;
   bool causal = false;
   cpu::AttentionDropout dropout;
+  bool bf16_tensor_cores = false;  // autocast: cuda/attention_bf16.cu computes this call
 };
 
 // The scores' shape as the caller sees it: (B, H, Lq, Lk), or (B, Lq, Lk) for 3-D inputs.
@@ -238,8 +246,14 @@ Grads attention_backward_fused(const Tensor& grad, const Saved& s, const Attenti
       const cuda::AttentionBackwardInputs<T> inputs{heads_view<cuda::AttentionOperand, const T>(out, call.one_head),
                                                     heads_view<cuda::AttentionOperand, const T>(g, call.one_head),
                                                     lse.data<T>(), row_dot.data<T>()};
-      cuda::attention_backward<T>(make_cuda_args<T>(call, q, k, v, mask), inputs,
-                                  {ptr(dq), ptr(dk), ptr(dv), ptr(dscores)}, q.device().index);
+      const cuda::AttentionGradients<T> grads{ptr(dq), ptr(dk), ptr(dv), ptr(dscores)};
+      if constexpr (std::is_same_v<T, float>) {
+        if (call.bf16_tensor_cores) {
+          cuda::attention_backward_bf16(make_cuda_args<T>(call, q, k, v, mask), inputs, grads, q.device().index);
+          return;
+        }
+      }
+      cuda::attention_backward<T>(make_cuda_args<T>(call, q, k, v, mask), inputs, grads, q.device().index);
     } else {
       cpu::attention_backward<T>(make_problem<T>(call, q, k, v, mask),
                                  heads_view<cpu::HeadsView, const T>(g, call.one_head), lse.data<T>(),
@@ -315,6 +329,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     call.dropout = {options.dropout_p, rng.seed, rng.offset};
   }
 
+  call.bf16_tensor_cores = Autocast::applies_to(q) &&
+                          std::max(call.head_dim, call.value_dim) <= cuda::kAttentionBf16MaxHeadDim;
+
   // The output is written as (B, Lq, H, Dv) and returned as its (B, H, Lq, Dv) view.
   const TensorOptions like_q{.dtype = q.dtype(), .device = q.device()};
   Tensor out, lse = empty({call.batch, call.heads, call.q_len}, like_q);
@@ -325,9 +342,12 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     const Tensor qr = kernel_readable(q), kr = kernel_readable(k), vr = kernel_readable(v);
     dispatch_floating(q.dtype(), kOp, [&]<class T>() {
       if (q.device().is_cuda()) {
-        cuda::attention_forward<T>(make_cuda_args<T>(call, qr, kr, vr, mask),
-                                   heads_view<cuda::AttentionOperand, T>(out, call.one_head), lse.data<T>(),
-                                   q.device().index);
+        const cuda::AttentionArgs<T> args = make_cuda_args<T>(call, qr, kr, vr, mask);
+        const cuda::AttentionOperand<T> out_view = heads_view<cuda::AttentionOperand, T>(out, call.one_head);
+        if constexpr (std::is_same_v<T, float>) {
+          if (call.bf16_tensor_cores) return cuda::attention_forward_bf16(args, out_view, lse.data<T>(), q.device().index);
+        }
+        cuda::attention_forward<T>(args, out_view, lse.data<T>(), q.device().index);
       } else {
         cpu::attention_forward<T>(make_problem<T>(call, qr, kr, vr, mask),
                                   heads_view<cpu::HeadsView, T>(out, call.one_head), lse.data<T>());

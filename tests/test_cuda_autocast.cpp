@@ -1,6 +1,6 @@
-// bf16 mixed precision (core/autocast.h): inside an AutocastGuard, matrix products of f32
-// CUDA tensors run in bf16 on tensor cores and hand back f32; outside it, or on the CPU,
-// nothing changes.
+// bf16 mixed precision (core/autocast.h): inside an AutocastGuard, matrix products and
+// attention of f32 CUDA tensors run in bf16 on tensor cores and hand back f32; outside it,
+// or on the CPU, nothing changes.
 #include "cuda_parity.h"
 
 #include <thread>
@@ -79,4 +79,132 @@ TEST_CASE("[cuda] under autocast, linear/matmul/bmm take f32 and give f32, with 
   CHECK(matmul(q, k.transpose(1, 2)).dtype() == f32);
   CHECK(bmm(q, k.transpose(1, 2)).dtype() == f32);
   CHECK(matmul(q.to(f64), k.to(f64).transpose(1, 2)).dtype() == f64);  // only f32 is converted
+}
+
+namespace {
+
+// What the tensor cores multiply: t rounded to bf16, as f32 on the CPU.
+Tensor bf16_rounded(const Tensor& t) { return t.to(Device::cpu()).to(bf16).to(f32); }
+
+// max |a - b| over all elements, a and b on any device.
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  return kiln::max(kiln::abs(a.to(Device::cpu()) - b.to(Device::cpu()))).item<double>();
+}
+
+// scaled_dot_product_attention on the GPU under autocast (outputs and q, k, v gradients for
+// `upstream`) against the CPU's f32 kernels on bf16-rounded q, k, v and upstream: the
+// tensor cores see exactly those values, so what differs is the rounding of the
+// probabilities and score gradients inside the kernels (relative 2^-9 each).
+void check_bf16_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options) {
+  const Device gpu = Device::cuda();
+  const Tensor qg = q.to(gpu).requires_grad_(), kg = k.to(gpu).requires_grad_(), vg = v.to(gpu).requires_grad_();
+  Tensor out;
+  {
+    AutocastGuard bf16_attention;
+    out = scaled_dot_product_attention(qg, kg, vg, options);
+  }
+  CHECK(out.dtype() == f32);
+  CHECK(out.device() == gpu);
+  const Tensor qr = bf16_rounded(q).requires_grad_(), kr = bf16_rounded(k).requires_grad_(),
+               vr = bf16_rounded(v).requires_grad_();
+  AttentionOptions cpu_options = options;
+  if (options.mask.defined()) cpu_options.mask = options.mask.to(Device::cpu());
+  const Tensor expected = scaled_dot_product_attention(qr, kr, vr, cpu_options);
+  check_close(out.to(Device::cpu()), expected, 1e-2, 1e-2);
+
+  const Tensor upstream = randn(out.shape());
+  const std::vector<Tensor> got = grad({sum(out * upstream.to(gpu))}, {qg, kg, vg});
+  const std::vector<Tensor> want = grad({sum(expected * bf16_rounded(upstream))}, {qr, kr, vr});
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].dtype() == f32);
+    const double scale = kiln::max(kiln::abs(want[i])).item<double>();
+    check_close(got[i].to(Device::cpu()), want[i], 3e-2 * scale, 2e-2);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("[cuda] under autocast, attention runs on bf16 tensor cores: f32 in and out, f32 gradients") {
+  if (skip_without_gpu()) return;
+  manual_seed(10);
+  // Head dims padded to 32 / 64 / 128 inside (40 and 24 exercise the zero padding), D != Dv,
+  // lengths that are not multiples of the 64-row tiles, Lq != Lk, causal or not.
+  check_bf16_attention(randn({2, 3, 100, 64}), randn({2, 3, 100, 64}), randn({2, 3, 100, 64}), {.causal = true});
+  check_bf16_attention(randn({1, 2, 33, 40}), randn({1, 2, 70, 40}), randn({1, 2, 70, 24}), {});
+  check_bf16_attention(randn({1, 1, 129, 128}), randn({1, 1, 65, 128}), randn({1, 1, 65, 128}), {.causal = true});
+  check_bf16_attention(randn({3, 17, 16}), randn({3, 17, 16}), randn({3, 17, 16}), {});  // 3-D: one head
+
+  // A key-padding bool mask and dropout (both devices draw the same Philox mask from the seed).
+  Tensor keep = ones({2, 1, 1, 50}, {.dtype = DType::b8});
+  keep.narrow(-1, 40, 10).fill_(0.0);
+  manual_seed(11);
+  const Tensor q = randn({2, 2, 50, 32}), k = randn({2, 2, 50, 32}), v = randn({2, 2, 50, 32});
+  check_bf16_attention(q, k, v, {.mask = keep.to(Device::cuda())});
+}
+
+TEST_CASE("[cuda] bf16 attention: dropout, a learned additive mask's gradient, and the f32 fallback above 128") {
+  if (skip_without_gpu()) return;
+  const Device gpu = Device::cuda();
+  manual_seed(12);
+  const Tensor q = randn({1, 2, 40, 32}), k = randn({1, 2, 40, 32}), v = randn({1, 2, 40, 32});
+
+  // Dropout: the same seed gives the same mask on both devices and in both precisions.
+  {
+    manual_seed(13);
+    Tensor out;
+    {
+      AutocastGuard bf16_attention;
+      out = scaled_dot_product_attention(q.to(gpu), k.to(gpu), v.to(gpu), {.dropout_p = 0.3});
+    }
+    manual_seed(13);
+    const Tensor expected =
+        scaled_dot_product_attention(bf16_rounded(q), bf16_rounded(k), bf16_rounded(v), {.dropout_p = 0.3});
+    check_close(out.to(Device::cpu()), expected, 2e-2, 2e-2);
+  }
+
+  // An additive bias that requires grad: its gradient is the (f32) score gradient summed.
+  {
+    const Tensor bias = (randn({40, 40}) * 0.5).to(gpu).requires_grad_();
+    Tensor out;
+    {
+      AutocastGuard bf16_attention;
+      out = scaled_dot_product_attention(q.to(gpu), k.to(gpu), v.to(gpu), {.mask = bias});
+    }
+    const Tensor bias_cpu = bias.detach().to(Device::cpu()).requires_grad_();
+    const Tensor expected =
+        scaled_dot_product_attention(bf16_rounded(q), bf16_rounded(k), bf16_rounded(v), {.mask = bias_cpu});
+    const Tensor upstream = randn(out.shape());
+    const Tensor got = grad({sum(out * upstream.to(gpu))}, {bias})[0];
+    const Tensor want = grad({sum(expected * bf16_rounded(upstream))}, {bias_cpu})[0];
+    check_close(got.to(Device::cpu()), want, 3e-2 * kiln::max(kiln::abs(want)).item<double>(), 2e-2);
+  }
+
+  // That the tensor-core kernels ran, not the f32 ones: with scores large enough that the
+  // bf16 rounding of q and k matters, the result follows the rounded inputs (the f32 kernels
+  // would follow the unrounded ones). Measured with PyTorch at this scale: ~0.007 from the
+  // rounded reference, ~0.1 from the unrounded one.
+  {
+    const Tensor qs = randn({2, 3, 100, 64}) * 3, ks = randn({2, 3, 100, 64}) * 3, vs = randn({2, 3, 100, 64});
+    Tensor out;
+    {
+      AutocastGuard bf16_attention;
+      out = scaled_dot_product_attention(qs.to(gpu), ks.to(gpu), vs.to(gpu), {.causal = true});
+    }
+    const double from_rounded = max_abs_diff(
+        out, scaled_dot_product_attention(bf16_rounded(qs), bf16_rounded(ks), bf16_rounded(vs), {.causal = true}));
+    const double from_unrounded = max_abs_diff(out, scaled_dot_product_attention(qs, ks, vs, {.causal = true}));
+    CAPTURE(from_rounded);
+    CAPTURE(from_unrounded);
+    CHECK(from_rounded * 4 < from_unrounded);
+  }
+
+  // Head dims above 128 keep the f32 kernels under autocast: the very same result.
+  {
+    const Tensor qw = randn({1, 1, 20, 160}).to(gpu), kw = randn({1, 1, 20, 160}).to(gpu),
+                 vw = randn({1, 1, 20, 160}).to(gpu);
+    const Tensor f32_result = scaled_dot_product_attention(qw, kw, vw);
+    AutocastGuard bf16_attention;
+    CHECK(max_abs_diff(scaled_dot_product_attention(qw, kw, vw), f32_result) == 0.0);
+  }
 }

@@ -1,7 +1,7 @@
 // cpemu: runs kiln's CUDA kernels (cuda/*.cu) on the CPU, so their indexing, synchronisation
 // and logic can be checked against the CPU kernels on a machine without a GPU.
 //
-// This one header stands in for the CUDA runtime, cuda_bf16.h, cuda_fp16.h and kiln's
+// This one header stands in for the CUDA runtime, cuda_bf16.h, cuda_fp16.h, mma.h (WMMA) and kiln's
 // cuda/check.h and cuda/stream.h (run.sh makes forwarding headers of those names). rewrite.py
 // turns every `kernel<<<grid, block, smem, stream>>>(args)` into cpemu::launch(...).
 //
@@ -11,8 +11,8 @@
 // - __shared__ variables are static storage reused by each block; `extern __shared__` (dynamic
 //   shared memory) is a per-launch buffer filled with 0xff bytes (NaN) before every block, so a
 //   read of shared memory nobody wrote shows up as NaN.
-// - __syncthreads is a block barrier; warp shuffles exchange values through a per-warp buffer
-//   between two warp barriers. Every barrier times out (a deadlock = a divergent barrier or
+// - __syncthreads is a block barrier, __syncwarp a warp barrier; warp shuffles exchange values
+//   through a per-warp buffer between two warp barriers. Every barrier times out (a deadlock = a divergent barrier or
 //   shuffle), checks that all its participants called it from the same place (site
 //   mismatches), and shuffles check that all 32 lanes asked for the same kind of exchange
 //   (tag mismatches). Shuffle masks other than the full warp abort: they are not modelled.
@@ -35,6 +35,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -114,6 +115,7 @@ struct __nv_bfloat16 {
   unsigned short x;
 };
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.x; }
+inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float(unsigned(b.x) << 16); }
 inline __nv_bfloat16 __float2bfloat16_rn(float v) {
   if (std::isnan(v)) return {0x7fff};
   uint32_t u;
@@ -255,8 +257,8 @@ void launch(dim3 grid, dim3 block, size_t smem, Kernel kernel, Args... args) {
   if (block.x % kWarp) stats.partial_warps++;
   if (grid_cap && grid.x > grid_cap) grid.x = grid_cap;
 
-  std::vector<unsigned char> dyn(smem + 16);  // 16-byte aligned, as CUDA's
-  unsigned char* dyn_base = dyn.data() + (16 - reinterpret_cast<uintptr_t>(dyn.data()) % 16) % 16;
+  std::vector<unsigned char> dyn(smem + 128);  // 128-byte aligned, as CUDA's (so WMMA's alignment checks hold)
+  unsigned char* dyn_base = dyn.data() + (128 - reinterpret_cast<uintptr_t>(dyn.data()) % 128) % 128;
 
   std::vector<unsigned> order(size_t(grid.x) * grid.y);  // linear block id = y * grid.x + x
   std::iota(order.begin(), order.end(), 0u);
@@ -313,3 +315,87 @@ __attribute__((noinline)) T __shfl_sync(unsigned mask, T v, int src_lane, int wi
   const int lane = threadIdx.x % 32, src = (lane / width) * width + (src_lane % width);
   return cpemu::shuffle(v, src, false, 3000, __builtin_return_address(0));
 }
+
+__attribute__((noinline)) inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  cpemu::check_mask(mask);
+  cpemu::tls_block->warps[threadIdx.x / 32].bar.wait(__builtin_return_address(0));
+}
+
+// ---- mma.h: WMMA (warp matrix multiply-accumulate) ------------------------------------------
+// A fragment's element layout over the lanes is opaque in CUDA, so kernels may only fill,
+// load, multiply and store fragments, never index them: the emulation lets every lane hold
+// the whole tile. Loads read the whole tile in every lane; a store writes, from each lane,
+// the elements whose index is the lane's modulo 32, so the warp's lanes together write the
+// tile once, as on the hardware, and a reader must __syncwarp first. Products accumulate in
+// float (bf16 x bf16 products are exact in float; the summation order is the host's).
+// Checked: pointers 32-byte aligned and leading dimensions a multiple of 16 bytes (CUDA's
+// rules for load/store_matrix_sync).
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static constexpr int rows = std::is_same_v<Use, matrix_b> ? K : M;
+  static constexpr int cols = std::is_same_v<Use, matrix_a> ? K : N;
+  static constexpr int num_elements = rows * cols;
+  float v[rows * cols];  // row-major, whatever the memory layout
+};
+
+namespace detail {
+inline float to_float(float x) { return x; }
+inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+inline float to_float(__half x) { return __half2float(x); }
+template <class T> void check_access(const T* p, unsigned ldm) {
+  if (reinterpret_cast<uintptr_t>(p) % 32) cpemu::die("WMMA load/store from a pointer that is not 32-byte aligned");
+  if ((ldm * sizeof(T)) % 16) cpemu::die("WMMA leading dimension not a multiple of 16 bytes");
+}
+}  // namespace detail
+
+template <class Use, int M, int N, int K, class T, class Layout>
+void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, float value) {
+  for (float& e : f.v) e = value;
+}
+
+// matrix_a / matrix_b: the layout is the fragment's type.
+template <class Use, int M, int N, int K, class T, class Layout>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned ldm) {
+  static_assert(std::is_same_v<Layout, row_major> || std::is_same_v<Layout, col_major>);
+  detail::check_access(p, ldm);
+  using F = fragment<Use, M, N, K, T, Layout>;
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c)
+      f.v[r * F::cols + c] = detail::to_float(std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r]);
+}
+template <int M, int N, int K>
+void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm, layout_t layout) {
+  detail::check_access(p, ldm);
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c) f.v[r * N + c] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+}
+template <int M, int N, int K>
+void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
+  detail::check_access(p, ldm);
+  for (int e = threadIdx.x % 32; e < M * N; e += 32) {
+    const int r = e / N, c = e % N;
+    (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.v[e];
+  }
+}
+// d = a b + c (d may be c).
+template <int M, int N, int K, class T, class LA, class LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+              const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  float out[M * N];
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      float acc = c.v[m * N + n];
+      for (int k = 0; k < K; ++k) acc += a.v[m * K + k] * b.v[k * N + n];
+      out[m * N + n] = acc;
+    }
+  std::memcpy(d.v, out, sizeof out);
+}
+}  // namespace nvcuda::wmma

@@ -1,6 +1,10 @@
 // Emulated CUDA attention (cuda/attention.cu) vs the CPU kernels (ops/cpu/attention.cpp): forward
 // (out, log-sum-exp) and backward (dq, dk, dv, dscores) over head dims, lengths, causal, masks,
 // dropout, strided layouts, empty and NaN inputs, gradient subsets and a shuffled block order.
+// The bf16 tensor-core kernels (cuda/attention_bf16.cu) run the same cases (head dims up to
+// 128) on inputs already rounded to bf16, so the CPU reference sees the values the tensor
+// cores multiply; what remains is the bf16 rounding of the probabilities and score
+// gradients inside the kernels, hence looser tolerances.
 #include "common.h"
 #include "kiln/cuda/attention.h"
 #include "kiln/ops/cpu/attention.h"
@@ -64,9 +68,15 @@ template <class T> std::vector<T> pack(const Case& c, Operand<T>& o, int64_t L, 
   return v;
 }
 
-template <class T> std::string case_name(const Case& c) {
+// Rounds every element to the nearest bf16 (kept as T).
+template <class T> void round_to_bf16(std::vector<T>& v) {
+  for (T& e : v) e = T(__bfloat162float(__float2bfloat16_rn(float(e))));
+}
+
+template <class T> std::string case_name(const Case& c, bool bf16 = false) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%s B%lldH%lld Lq%lld Lk%lld D%lld Dv%lld%s %s p%.2g%s%s%s", sizeof(T) == 4 ? "f32" : "f64",
+  std::snprintf(buf, sizeof buf, "%s B%lldH%lld Lq%lld Lk%lld D%lld Dv%lld%s %s p%.2g%s%s%s",
+                bf16 ? "bf16-tc" : sizeof(T) == 4 ? "f32" : "f64",
                 (long long)c.B, (long long)c.H, (long long)c.Lq, (long long)c.Lk, (long long)c.D, (long long)c.Dv,
                 c.causal ? " causal" : "", mask_name(c.mask), c.p,
                 c.layout == Layout::blhd ? " BLHD" : c.layout == Layout::padded ? " padded" : "",
@@ -74,10 +84,12 @@ template <class T> std::string case_name(const Case& c) {
   return buf;
 }
 
-template <class T> void run(const Case& c) {
-  const std::string name = case_name<T>(c);
+template <class T> void run(const Case& c, bool bf16 = false) {
+  const std::string name = case_name<T>(c, bf16);
   auto q = make_operand<T>(c, c.Lq, c.D, true), k = make_operand<T>(c, c.Lk, c.D, true),
        v = make_operand<T>(c, c.Lk, c.Dv, true), dout = make_operand<T>(c, c.Lq, c.Dv, true);
+  if (bf16)
+    for (auto* o : {&q, &k, &v, &dout}) round_to_bf16(o->storage);
   if (c.nan_k_row && c.Lk > 2) k.storage[2 * k.rs + 1] = std::numeric_limits<T>::quiet_NaN();  // key 2 of head 0
   if (c.nan_q_row && c.Lq > 2) q.storage[1 * q.rs + 0] = std::numeric_limits<T>::quiet_NaN();  // row 1 of head 0
 
@@ -161,10 +173,14 @@ template <class T> void run(const Case& c) {
   a.v = {v.data(), v.bs, v.hs, v.rs};
   std::vector<T> out_gpu = poison<T>(out_n), lse_gpu = poison<T>(c.B * c.H * c.Lq);
   cpemu::block_order = c.block_order;
-  cuda::attention_forward<T>(a, {out_gpu.data(), obs, ohs, ors}, lse_gpu.data(), 0);
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16) cuda::attention_forward_bf16(a, {out_gpu.data(), obs, ohs, ors}, lse_gpu.data(), 0);
+  }
+  if (!bf16) cuda::attention_forward<T>(a, {out_gpu.data(), obs, ohs, ors}, lse_gpu.data(), 0);
 
+  // bf16: the probabilities are rounded to 8 significant bits before P v (relative 2^-9).
   const bool f32 = sizeof(T) == 4;
-  const double atol = f32 ? 2e-5 : 1e-12, rtol = f32 ? 2e-4 : 1e-10;
+  const double atol = bf16 ? 1e-2 : f32 ? 2e-5 : 1e-12, rtol = bf16 ? 1e-2 : f32 ? 2e-4 : 1e-10;
   report(name, "out", compare(out_gpu, out_cpu, atol, rtol));
   report(name, "lse", compare(lse_gpu, lse_cpu, atol, rtol));
 
@@ -179,11 +195,15 @@ template <class T> void run(const Case& c) {
                               c.want_dv ? dv_c.data() : nullptr, c.want_ds ? ds_c.data() : nullptr});
   cuda::AttentionBackwardInputs<T> in{{out_gpu.data(), obs, ohs, ors}, {dout.data(), dout.bs, dout.hs, dout.rs},
                                       lse_gpu.data(), scratch.data()};
-  cuda::attention_backward<T>(a, in,
-                              {c.want_dq ? dq_g.data() : nullptr, c.want_dk ? dk_g.data() : nullptr,
-                               c.want_dv ? dv_g.data() : nullptr, c.want_ds ? ds_g.data() : nullptr},
-                              0);
-  const double gatol = f32 ? 1e-4 : 1e-11, grtol = f32 ? 1e-3 : 1e-9;
+  const cuda::AttentionGradients<T> grads{c.want_dq ? dq_g.data() : nullptr, c.want_dk ? dk_g.data() : nullptr,
+                                          c.want_dv ? dv_g.data() : nullptr, c.want_ds ? ds_g.data() : nullptr};
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16) cuda::attention_backward_bf16(a, in, grads, 0);
+  }
+  if (!bf16) cuda::attention_backward<T>(a, in, grads, 0);
+  // bf16: also dS and Pd are rounded before their products, and rowsum(dO * O) inherits the
+  // output's rounding (the worst case, dS with dropout's 1 / (1 - p), is ~0.026 here).
+  const double gatol = bf16 ? 4e-2 : f32 ? 1e-4 : 1e-11, grtol = bf16 ? 2e-2 : f32 ? 1e-3 : 1e-9;
   if (c.want_dq) report(name, "dq", compare(dq_g, dq_c, gatol, grtol));
   if (c.want_dk) report(name, "dk", compare(dk_g, dk_c, gatol, grtol));
   if (c.want_dv) report(name, "dv", compare(dv_g, dv_c, gatol, grtol));
@@ -235,6 +255,11 @@ int main(int argc, char** argv) {
     const Case& c = cases[i];
     if (only.empty() || case_name<float>(c).find(only) != std::string::npos) run<float>(c);
     if (i % 3 == 0 && (only.empty() || case_name<double>(c).find(only) != std::string::npos)) run<double>(c);
+  }
+  // Every case with head dims the tensor-core kernels take, in bf16.
+  for (const Case& c : cases) {
+    if (std::max(c.D, c.Dv) > cuda::kAttentionBf16MaxHeadDim) continue;
+    if (only.empty() || case_name<float>(c, true).find(only) != std::string::npos) run<float>(c, true);
   }
   return finish("attention");
 }
