@@ -35,9 +35,13 @@ __global__ void index_select_kernel(T* __restrict__ out, const T* __restrict__ s
 // keeps equal indices in increasing position), and the largest int64 in the padding up
 // to `capacity`, which sorts last.
 __global__ void make_sort_keys_kernel(int64_t* __restrict__ keys, const int64_t* __restrict__ index, int64_t n,
-                                      int64_t capacity) {
-  for (int64_t s = global_thread(); s < capacity; s += grid_stride())
-    keys[s] = s < n ? index[s] * n + s : std::numeric_limits<int64_t>::max();
+                                      int64_t capacity, int64_t out_rows) {
+  for (int64_t s = global_thread(); s < capacity; s += grid_stride()) {
+    // An out-of-range index (reported by the op's check kernel) sorts last with the
+    // padding, so no row owns it.
+    const bool valid = s < n && index[s] >= 0 && index[s] < out_rows;
+    keys[s] = valid ? index[s] * n + s : std::numeric_limits<int64_t>::max();
+  }
 }
 
 // One compare-exchange stage (j, k) of a bitonic sort of `capacity` (a power of two) keys
@@ -174,7 +178,8 @@ void index_add(T* out, const T* src, const int64_t* index, int64_t n_index, int6
   cudaStream_t s = stream(device);
   const int64_t capacity = index_add_scratch_size(n_index);
   if (capacity > 0) {
-    make_sort_keys_kernel<<<blocks_for(capacity), kThreadsPerBlock, 0, s>>>(scratch, index, n_index, capacity);
+    make_sort_keys_kernel<<<blocks_for(capacity), kThreadsPerBlock, 0, s>>>(scratch, index, n_index, capacity,
+                                                                              out_rows);
     KILN_CUDA_LAUNCH_CHECK();
     bitonic_sort(scratch, capacity, s);
   }

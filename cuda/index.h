@@ -2,9 +2,9 @@
 // Launchers take raw device pointers, sizes and the device index; no CUDA types appear
 // here, so ops/index.cpp (g++) includes this header in every build.
 //
-// The ops check every index on the host before a kernel runs; the kernels still skip an
-// out-of-range index rather than touch memory outside a tensor, so a bad index can never
-// corrupt memory even if a caller forgets the check.
+// The ops queue a check kernel before these (cuda/device_check.h: a bad index becomes
+// kiln::Error at the next synchronisation); the kernels skip an out-of-range index rather
+// than touch memory outside a tensor, so a bad index never corrupts memory meanwhile.
 //
 // Two families, as on the CPU:
 //   row ops (index_select, index_add, embedding): the tensor is a contiguous

@@ -8,6 +8,7 @@
 #include "kiln/core/error.h"
 #include "kiln/cuda/check.h"
 #include "kiln/cuda/device.h"
+#include "kiln/cuda/device_check.h"
 
 namespace kiln::cuda {
 
@@ -59,6 +60,9 @@ cudaStream_t stream(int device) {
   return slot;
 }
 
-void synchronize(int device) { KILN_CUDA_CHECK(cudaStreamSynchronize(stream(device))); }
+void synchronize(int device) {
+  KILN_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+  raise_device_check_failure(device);  // a value checked on the GPU was out of range
+}
 
 }  // namespace kiln::cuda

@@ -10,9 +10,11 @@
 // that window = 0 needs anyway. s = +inf (a flat window) is allowed only with an explicit
 // window, since ceil(3 * inf) is no window. m is not scanned: the module produces it with
 // a sigmoid, and any m >= 0 gives a well-defined average (m < 0 is the caller's business).
-// On the GPU, reading s means waiting for the GPU, so s is read only when the window must
-// come from it (window = 0; the nn module always passes a window): with an explicit
-// window, a CUDA s is not checked, and an s <= 0 or NaN gives NaN outputs, not an error.
+// On the GPU, reading s means waiting for the GPU, so s is read on the host only when the
+// window must come from it (window = 0; the nn module always passes a window). With an
+// explicit window a check kernel scans a CUDA s instead, and an s <= 0 or NaN is reported
+// as kiln::Error at the next synchronisation (cuda/device_check.h; the outputs are NaN
+// until then).
 //
 // Double backward. The fused backward kernel is a black box to autograd, so the backward
 // rule has two paths, like layer_norm's (ops/normalization.cpp):
@@ -34,6 +36,7 @@
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
 #include "kiln/cuda/context_pool.h"
+#include "kiln/cuda/device_check.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/context_pool.h"
 #include "kiln/ops/elementwise.h"
@@ -119,7 +122,12 @@ int64_t scan_window(const ContextPoolCall& call, const T* s, int64_t count, int6
 // scan_window for a contiguous s on any device. A CUDA s is copied to the host (a wait
 // for the GPU) only when the window must be read from it; see the file comment.
 int64_t resolve_window(const ContextPoolCall& call, const Tensor& s, int64_t requested) {
-  if (s.device().is_cuda() && requested > 0) return std::min(requested, largest_useful_window(call.geometry));
+  if (s.device().is_cuda() && requested > 0) {
+    dispatch_floating(s.dtype(), call.op, [&]<class T>() {
+      cuda::check_positive<T>(call.op, "support size s", s.data<T>(), s.numel(), s.device().index);
+    });
+    return std::min(requested, largest_useful_window(call.geometry));
+  }
   const Tensor s_host = s.to(Device::cpu());
   return dispatch_floating(s.dtype(), call.op, [&]<class T>() {
     return scan_window(call, s_host.data<T>(), s_host.numel(), requested);

@@ -21,6 +21,7 @@
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
+#include "kiln/cuda/device_check.h"
 #include "kiln/cuda/index.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/index.h"
@@ -41,15 +42,19 @@ void check_index_dtype(const char* op, const Tensor& index, const char* name) {
              "; convert with .to(kiln::i64)");
 }
 
-// Every value of the contiguous `index` lies in [0, t.size(dim)); `name` names t.
-// A CUDA index is copied to the host and checked there: one synchronisation per op, the
-// price of the CPU's exact error (the op, the bad index and its position) before any
-// kernel runs. Index tensors (token ids, class labels) are small next to the data they
-// index; the kernels also skip out-of-range indices, so memory is safe either way.
+// Every value of the contiguous `index` lies in [0, t.size(dim)); `name` names t. `op` must
+// be a string literal. A CUDA index is checked by a kernel queued before the op's own,
+// without stalling the GPU: a bad value is reported as kiln::Error at the next
+// synchronisation (cuda/device_check.h), and the op's kernels skip it meanwhile, so memory
+// is safe either way.
 void check_in_range(const char* op, const Tensor& index, const Tensor& t, int64_t dim, const char* name) {
-  const Tensor host = index.device().is_cuda() ? index.to(Device::cpu()) : index;
-  const int64_t* idx = host.data<int64_t>();
   const int64_t size = t.shape()[dim];
+  if (index.device().is_cuda()) {
+    cuda::check_index_range(op, "index", index.data<int64_t>(), index.numel(), 0, size, false, 0,
+                            index.device().index);
+    return;
+  }
+  const int64_t* idx = index.data<int64_t>();
   const int64_t bad = cpu::find_out_of_range(idx, index.numel(), size);
   KILN_CHECK(bad < 0, op, ": index ", idx[bad], " at position ", bad, " is out of range [0, ", size, ") for dim ",
              dim, " of ", name, " ", describe(t));

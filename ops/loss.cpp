@@ -4,10 +4,11 @@
 // derives their backward.
 //
 // One difference between devices, for speed: on the CPU the targets are checked before
-// any kernel runs and one out of range throws; on CUDA that check would need the targets
-// on the host, stalling the GPU every step, so an out-of-range target gives a NaN loss
-// (and NaN gradient) instead, and the count of non-ignored targets that a mean divides
-// by stays on the device.
+// any kernel runs and one out of range throws at once. On CUDA reading the targets on the
+// host would stall the GPU every step, so a check kernel is queued instead and an
+// out-of-range target is reported as kiln::Error at the next synchronisation (reading the
+// loss, for instance: cuda/device_check.h); until then that row's loss and gradient are
+// NaN. The count of non-ignored targets that a mean divides by stays on the device.
 #include "kiln/ops/loss.h"
 
 #include <limits>
@@ -18,6 +19,7 @@
 #include "kiln/core/factory.h"
 #include "kiln/core/profiler.h"
 #include "kiln/cuda/cross_entropy.h"
+#include "kiln/cuda/device_check.h"
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/cross_entropy.h"
 #include "kiln/ops/elementwise.h"
@@ -83,12 +85,22 @@ int64_t count_valid_targets(const char* op, const Tensor& target, int64_t classe
   return scan.valid;
 }
 
+// Queues the check of contiguous CUDA targets (see the file comment); `op` is a literal.
+void check_targets_on_device(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index) {
+  cuda::check_index_range(op, "target", target.data<int64_t>(), target.numel(), 0, classes, true, ignore_index,
+                          target.device().index);
+}
+
 // The non-ignored targets: counted (and checked) on the host for CPU tensors, counted on
-// the device as a `dtype` scalar for CUDA tensors.
+// the device as a `dtype` scalar (and checked by a kernel) for CUDA tensors.
 LossCount count_class_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index,
                               DType dtype) {
-  if (target.device().is_cuda()) return {0, sum(ne(target, static_cast<double>(ignore_index)).to(dtype))};
-  return {count_valid_targets(op, target.contiguous(), classes, ignore_index), Tensor()};
+  const Tensor t = target.contiguous();
+  if (t.device().is_cuda()) {
+    check_targets_on_device(op, t, classes, ignore_index);
+    return {0, sum(ne(t, static_cast<double>(ignore_index)).to(dtype))};
+  }
+  return {count_valid_targets(op, t, classes, ignore_index), Tensor()};
 }
 
 // The kernels' layout: (N, C, d1, ...) -> contiguous rows (N * d1 * ..., C).
@@ -201,7 +213,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
   const Tensor t = target.contiguous();
   const bool on_gpu = logits.device().is_cuda();
   LossCount valid_count;
-  if (!on_gpu) valid_count.on_host = count_valid_targets(op, t, logits.size(1), opts.ignore_index);
+  if (on_gpu) {
+    check_targets_on_device(op, t, logits.size(1), opts.ignore_index);
+  } else {
+    valid_count.on_host = count_valid_targets(op, t, logits.size(1), opts.ignore_index);
+  }
 
   const TensorOptions like_logits{.dtype = logits.dtype(), .device = logits.device()};
   Tensor losses = empty(target.shape(), like_logits);

@@ -139,3 +139,23 @@ TEST_CASE("[cuda] context_pool double backward (the composite backward) matches 
       },
       random_inputs({2, 7}, 3, {2, 7}, f64), kDoubleTol);
 }
+
+TEST_CASE("[cuda] a bad support size is a kiln::Error: at once with window 0, at the next sync with a window") {
+  if (skip_without_gpu()) return;
+  const Device gpu = Device::cuda();
+  const Tensor x = randn({2, 9, 4}).to(gpu), m = ones({2, 9}).to(gpu);
+  Tensor s = full({2, 9}, 1.5);
+  s.narrow(1, 4, 1).fill_(-0.5);  // flat index 4
+  // window = 0 reads s on the host to size the window, so it refuses before any kernel.
+  CHECK_THROWS_KILN(context_pool(x, m, s.to(gpu)), "context_pool: support sizes s must be > 0");
+  // With a window nothing is read on the host: a check kernel reports it at the next sync.
+  const Tensor y = context_pool(x, m, s.to(gpu), {.window = 3});
+  CHECK_THROWS_KILN(y.to(Device::cpu()),
+                    "context_pool: support size s -0.5 at position 4 must be > 0 (and not NaN)");
+  s.narrow(1, 4, 1).fill_(std::numeric_limits<double>::quiet_NaN());
+  const Tensor s2d = s.view({2, 3, 3}).narrow(0, 0, 1).to(gpu);  // the NaN at (0, 1, 1), flat index 4
+  (void)context_pool2d(randn({1, 3, 3, 4}).to(gpu), ones({1, 3, 3}).to(gpu), s2d, {.window = 2});
+  CHECK_THROWS_KILN(cuda::synchronize(0), "context_pool2d: support size s nan at position 4");
+  // Good sizes pass, and the report was cleared by the throws.
+  CHECK_NOTHROW(context_pool(x, m, full({2, 9}, 1.5).to(gpu), {.window = 3}).to(Device::cpu()));
+}

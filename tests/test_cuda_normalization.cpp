@@ -138,15 +138,23 @@ TEST_CASE("[cuda] cross_entropy: every reduction, ignore_index, label smoothing,
                          {randn({3, 5}), ignored});
 }
 
-TEST_CASE("[cuda] cross_entropy with an out-of-range target is NaN, not a host round trip") {
+TEST_CASE("[cuda] an out-of-range target is a kiln::Error at the next synchronisation, not a host round trip") {
   if (skip_without_gpu()) return;
   const Tensor logits = randn({3, 5}).to(Device::cuda()).requires_grad_();
   const Tensor target = from_vector<int64_t>({1, 7, 2}).to(Device::cuda());
+  // The op itself returns (it only queued a check kernel); reading the loss reports it.
   const Tensor loss = cross_entropy(logits, target);
-  CHECK(std::isnan(loss.item<double>()));
-  const Tensor rows = cross_entropy(logits, target, {.reduction = "none"}).to(Device::cpu());
-  CHECK(std::isfinite(rows.to_vector<double>()[0]));
-  CHECK(std::isnan(rows.to_vector<double>()[1]));
+  CHECK_THROWS_KILN(loss.item<double>(), "cross_entropy: target 7 at position 1 is out of range [0, 5) and is not -100");
+  // The report is cleared by the throw: the next read sees only what came after.
+  const Tensor rows = cross_entropy(logits, from_vector<int64_t>({1, -100, 2}).to(Device::cuda()), {.reduction = "none"});
+  CHECK(std::isfinite(rows.to(Device::cpu()).to_vector<double>()[0]));
+  CHECK_THROWS_KILN(nll_loss(log_softmax(logits, 1), from_vector<int64_t>({-3, 0, 0}).to(Device::cuda()))
+                        .item<double>(),
+                    "nll_loss: target -3 at position 0 is out of range [0, 5)");
+  // cuda::synchronize reports too.
+  (void)cross_entropy(logits, target);
+  CHECK_THROWS_KILN(cuda::synchronize(0), "cross_entropy: target 7");
+  CHECK_NOTHROW(cuda::synchronize(0));
 }
 
 TEST_CASE("[cuda] nll_loss and mse_loss") {

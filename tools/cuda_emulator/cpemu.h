@@ -78,6 +78,20 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr, int) {
   return cudaSuccess;
 }
 template <class K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
+// Host-mapped memory is host memory here, and device memory too.
+constexpr unsigned cudaHostAllocPortable = 1, cudaHostAllocMapped = 2;
+inline cudaError_t cudaHostAlloc(void** p, size_t n, unsigned) {
+  *p = std::malloc(n);
+  return cudaSuccess;
+}
+inline cudaError_t cudaHostGetDevicePointer(void** device, void* host, unsigned) {
+  *device = host;
+  return cudaSuccess;
+}
+inline cudaError_t cudaMalloc(void** p, size_t n) {
+  *p = std::malloc(n);
+  return cudaSuccess;
+}
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
   std::memset(p, v, n);
   return cudaSuccess;
@@ -107,6 +121,12 @@ inline float __uint_as_float(unsigned u) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+
+inline unsigned atomicCAS(unsigned* address, unsigned compare, unsigned value) {
+  std::atomic_ref<unsigned>(*address).compare_exchange_strong(compare, value);
+  return compare;  // the old value, as CUDA's
+}
+inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 // cuda_bf16.h: __float2bfloat16_rn rounds to nearest even and turns any NaN into 0x7fff.
 // Written independently of kiln's float_to_bf16 (it compares the two candidates instead of

@@ -6,7 +6,7 @@
 #     --build DIR   a CPU-only kiln build holding libkiln.a (default: build/)
 #     --out DIR     where the emulated sources and binaries go (default: build-emu/)
 #     --only F      run one family (repeatable): attention index map_cast dropout_optim
-#                   reduce softmax layer_norm_cross_entropy context_pool
+#                   reduce softmax layer_norm_cross_entropy context_pool device_check
 # Relative paths are taken from the repository root. Exit status: 0 when every check passed.
 set -euo pipefail
 
@@ -37,8 +37,9 @@ declare -A sources=(
   [softmax]="softmax.cu"
   [layer_norm_cross_entropy]="layer_norm.cu cross_entropy.cu"
   [context_pool]="context_pool.cu"
+  [device_check]="device_check.cu"
 )
-families=(attention index map_cast dropout_optim reduce softmax layer_norm_cross_entropy context_pool)
+families=(attention index map_cast dropout_optim reduce softmax layer_norm_cross_entropy context_pool device_check)
 if [ ${#only[@]} -gt 0 ]; then
   for f in "${only[@]}"; do [ -n "${sources[$f]+x}" ] || { echo "unknown family $f" >&2; exit 2; }; done
   families=("${only[@]}")

@@ -1,0 +1,165 @@
+// The check kernels and the per-device failure report (see device_check.h).
+#include "kiln/cuda/device_check.h"
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kiln/core/error.h"
+#include "kiln/cuda/launch.cuh"
+
+namespace kiln::cuda {
+
+namespace {
+
+// The first failure recorded on a device. Lives in pinned host memory mapped into the
+// device's address space: kernels write it with plain stores, the host reads it after a
+// synchronisation. Which thread gets to write it is decided by an atomic on a flag in
+// device memory (atomics on mapped host memory are not guaranteed over PCIe).
+enum class CheckKind : int { index_range, positive };
+
+struct CheckFailure {
+  unsigned long long claimed;  // 0 = nothing recorded; the winning thread sets 1 once its fields are written
+  unsigned long long op, what;  // host pointers to string literals
+  CheckKind kind;
+  long long value, position, lo, hi, exempt;  // index_range
+  int has_exempt;
+  double real_value;                          // positive
+};
+
+// Per device, created on first use: the report's host and mapped addresses, and the
+// device-memory flag the failing threads race for.
+struct Report {
+  CheckFailure* host = nullptr;
+  CheckFailure* mapped = nullptr;
+  unsigned int* claim = nullptr;
+};
+
+struct Reports {
+  std::mutex mutex;
+  std::vector<Report> by_device;
+};
+
+Reports& reports() {
+  static Reports* r = new Reports;  // never destroyed: kernels may still write at exit
+  return *r;
+}
+
+Report report(int device) {
+  Reports& r = reports();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.by_device.size() <= static_cast<size_t>(device)) r.by_device.resize(device + 1);
+  Report& slot = r.by_device[device];
+  if (slot.host == nullptr) {
+    cudaStream_t s = stream(device);  // makes `device` current (and checks it exists)
+    void* host = nullptr;
+    KILN_CUDA_CHECK(cudaHostAlloc(&host, sizeof(CheckFailure), cudaHostAllocMapped | cudaHostAllocPortable));
+    *static_cast<CheckFailure*>(host) = CheckFailure{};
+    void* mapped = nullptr;
+    KILN_CUDA_CHECK(cudaHostGetDevicePointer(&mapped, host, 0));
+    void* claim = nullptr;
+    KILN_CUDA_CHECK(cudaMalloc(&claim, sizeof(unsigned int)));
+    KILN_CUDA_CHECK(cudaMemsetAsync(claim, 0, sizeof(unsigned int), s));
+    slot = {static_cast<CheckFailure*>(host), static_cast<CheckFailure*>(mapped), static_cast<unsigned int*>(claim)};
+  }
+  return slot;
+}
+
+// Called by a thread that found a bad value: the first such thread on the device wins the
+// claim and fills the report, so one consistent failure is kept.
+__device__ void record_failure(const CheckFailure& found, unsigned int* claim, CheckFailure* failure) {
+  if (atomicCAS(claim, 0u, 1u) != 0u) return;
+  *failure = found;
+  __threadfence_system();  // the fields reach the host before the flag that says they are there
+  failure->claimed = 1;
+}
+
+// One thread per value (grid-stride), for both checks. `failure_template` holds the
+// check's constant fields.
+__global__ void check_index_range_kernel(const int64_t* index, int64_t n, CheckFailure failure_template,
+                                         unsigned int* claim, CheckFailure* failure) {
+  const CheckFailure& t = failure_template;
+  for (int64_t k = global_thread(); k < n; k += grid_stride()) {
+    const int64_t v = index[k];
+    if ((v >= t.lo && v < t.hi) || (t.has_exempt && v == t.exempt)) continue;
+    CheckFailure found = t;
+    found.value = v;
+    found.position = k;
+    record_failure(found, claim, failure);
+  }
+}
+
+template <class T>
+__global__ void check_positive_kernel(const T* x, int64_t n, CheckFailure failure_template, unsigned int* claim,
+                                      CheckFailure* failure) {
+  for (int64_t k = global_thread(); k < n; k += grid_stride()) {
+    const T v = x[k];
+    if (v > T(0)) continue;  // NaN fails too
+    CheckFailure found = failure_template;
+    found.real_value = static_cast<double>(v);
+    found.position = k;
+    record_failure(found, claim, failure);
+  }
+}
+
+// The constant fields of a check's failure.
+CheckFailure failure_template(CheckKind kind, const char* op, const char* what) {
+  CheckFailure t{};
+  t.kind = kind;
+  t.op = reinterpret_cast<unsigned long long>(op);
+  t.what = reinterpret_cast<unsigned long long>(what);
+  return t;
+}
+
+}  // namespace
+
+void check_index_range(const char* op, const char* what, const int64_t* index, int64_t n, int64_t lo, int64_t hi,
+                       bool has_exempt, int64_t exempt, int device) {
+  if (n == 0) return;
+  CheckFailure t = failure_template(CheckKind::index_range, op, what);
+  t.lo = lo;
+  t.hi = hi;
+  t.has_exempt = has_exempt;
+  t.exempt = exempt;
+  const Report r = report(device);
+  check_index_range_kernel<<<blocks_for(n), kThreadsPerBlock, 0, stream(device)>>>(index, n, t, r.claim, r.mapped);
+  KILN_CUDA_LAUNCH_CHECK();
+}
+
+template <class T>
+void check_positive(const char* op, const char* what, const T* x, int64_t n, int device) {
+  if (n == 0) return;
+  const Report r = report(device);
+  check_positive_kernel<T><<<blocks_for(n), kThreadsPerBlock, 0, stream(device)>>>(
+      x, n, failure_template(CheckKind::positive, op, what), r.claim, r.mapped);
+  KILN_CUDA_LAUNCH_CHECK();
+}
+
+template void check_positive<float>(const char*, const char*, const float*, int64_t, int);
+template void check_positive<double>(const char*, const char*, const double*, int64_t, int);
+
+void raise_device_check_failure(int device) {
+  Report r;
+  {
+    Reports& all = reports();
+    std::lock_guard<std::mutex> lock(all.mutex);
+    if (all.by_device.size() <= static_cast<size_t>(device)) return;  // no check ever ran there
+    r = all.by_device[device];
+  }
+  if (r.host == nullptr || reinterpret_cast<volatile unsigned long long&>(r.host->claimed) == 0) return;
+  const CheckFailure f = *r.host;
+  // Clear both, so the device is usable again: the flag is reset in stream order, before
+  // any later check kernel.
+  reinterpret_cast<volatile unsigned long long&>(r.host->claimed) = 0;
+  KILN_CUDA_CHECK(cudaMemsetAsync(r.claim, 0, sizeof(unsigned int), stream(device)));
+  const std::string problem =
+      f.kind == CheckKind::index_range
+          ? kiln::detail::str(f.value, " at position ", f.position, " is out of range [", f.lo, ", ", f.hi, ")",
+                              f.has_exempt ? kiln::detail::str(" and is not ", f.exempt) : std::string())
+          : kiln::detail::str(f.real_value, " at position ", f.position, " must be > 0 (and not NaN)");
+  throw Error(kiln::detail::str(reinterpret_cast<const char*>(f.op), ": ", reinterpret_cast<const char*>(f.what), " ",
+                                problem, " (found on cuda:", device,
+                                " by a check kernel; reported at the first synchronisation after the op)"));
+}
+
+}  // namespace kiln::cuda
