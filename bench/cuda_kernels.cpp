@@ -1,7 +1,7 @@
 // The GPU kernels that decide a transformer's training speed, each timed alone through
 // kiln's public ops: the memory-bound ones (softmax, layer_norm, the fused AdamW update,
 // ContextPool in 1-D and 2-D) in GB/s next to the device's peak memory bandwidth, and
-// attention forward + backward in TFLOP/s.
+// attention forward + backward in TFLOP/s, f32 and under bf16 autocast (tensor cores).
 //
 //   bench_cuda_kernels [--repeats 20]
 //
@@ -12,7 +12,7 @@
 //   RESULT bench=cuda_kernels kernel=softmax pass=forward shape=8192x1024 dtype=f32 ms=.. gb_per_s=..
 //          peak_gb_per_s=.. pct_of_peak=.. gpu=..
 //   RESULT bench=cuda_kernels kernel=attention pass=forward+backward shape=B8_H12_T1024_hd64 causal=1
-//          dtype=f32 ms=.. tflop_per_s=.. gpu=..
+//          dtype=f32 ms=.. tflop_per_s=.. gpu=..   (dtype=bf16: the same under AutocastGuard)
 //
 // Bytes are the least a kernel must move: every input read once, every output written
 // once (intermediates a fused kernel keeps on chip do not count), so gb_per_s is an
@@ -172,15 +172,18 @@ void bench_context_pool(const Context& ctx) {
 
 // ---- attention -------------------------------------------------------------------------------------
 
-void bench_attention(const Context& ctx, int64_t B, int64_t H, int64_t T, int64_t hd, bool causal) {
+// bf16: under AutocastGuard, i.e. the tensor-core kernels of cuda/attention_bf16.cu.
+void bench_attention(const Context& ctx, int64_t B, int64_t H, int64_t T, int64_t hd, bool causal, bool bf16) {
+  AutocastGuard autocast(bf16);
   const std::string shape = detail::str("B", B, "_H", H, "_T", T, "_hd", hd);
   const double forward_flops =
       4.0 * static_cast<double>(B * H) * static_cast<double>(T) * static_cast<double>(T) * static_cast<double>(hd) *
       (causal ? 0.5 : 1.0);
   auto report = [&](const char* pass, double flops, double ms) {
-    std::printf("RESULT bench=cuda_kernels kernel=attention pass=%s shape=%s causal=%d dtype=f32 ms=%.4f "
+    std::printf("RESULT bench=cuda_kernels kernel=attention pass=%s shape=%s causal=%d dtype=%s ms=%.4f "
                 "tflop_per_s=%.2f gpu=%s\n",
-                pass, shape.c_str(), causal ? 1 : 0, ms, flops / (ms * 1e-3) / 1e12, ctx.gpu.c_str());
+                pass, shape.c_str(), causal ? 1 : 0, bf16 ? "bf16" : "f32", ms, flops / (ms * 1e-3) / 1e12,
+                ctx.gpu.c_str());
     std::fflush(stdout);
   };
   const Tensor q = gpu_randn({B, H, T, hd}), k = gpu_randn({B, H, T, hd}), v = gpu_randn({B, H, T, hd});
@@ -253,7 +256,9 @@ int main(int argc, char** argv) {
   ok &= run("adamw", [&] { bench_adamw(ctx, 32 * 1024 * 1024); });
   ok &= run("context_pool", [&] { bench_context_pool(ctx); });
   // GPT-2-124M (B 8, T 1024) and the char-LM (B 16, T 256, d 256 = 4 heads of 64).
-  ok &= run("attention", [&] { bench_attention(ctx, 8, 12, 1024, 64, /*causal=*/true); });
-  ok &= run("attention", [&] { bench_attention(ctx, 16, 4, 256, 64, /*causal=*/true); });
+  for (const bool bf16 : {false, true}) {
+    ok &= run("attention", [&] { bench_attention(ctx, 8, 12, 1024, 64, /*causal=*/true, bf16); });
+    ok &= run("attention", [&] { bench_attention(ctx, 16, 4, 256, 64, /*causal=*/true, bf16); });
+  }
   return ok ? 0 : 1;
 }
