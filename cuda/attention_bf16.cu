@@ -56,6 +56,8 @@ constexpr int kColsPerLane = kTile / kWarpSize;
 constexpr int kScoreLd = kTile + 16;  // f32 16 x 64 scratch: rows r and r + 1 a half-bank-row apart
 constexpr int kProbLd = kTile + 8;    // bf16 16 x 64 probabilities / score gradients
 template <int kDim> constexpr int tile_ld() { return kDim + 8; }  // bf16 tiles of head-dim rows
+// The block's own rows and the streamed tiles share one tile shape (ForwardShared & co.).
+static_assert(kBlockRows == kTile, "the shared-memory layouts size the block's rows as a tile");
 
 using FragA = wmma::fragment<wmma::matrix_a, kM, kM, kM, bf16, wmma::row_major>;
 using FragBRows = wmma::fragment<wmma::matrix_b, kM, kM, kM, bf16, wmma::row_major>;
@@ -272,7 +274,9 @@ struct DqShared {
   static constexpr size_t scratch = size_t(kWarps) * kM * kScoreLd * sizeof(float);
   static constexpr size_t q = 0, dout = q + tile, k = dout + tile, v = k + tile, scores = v + tile;
   static constexpr size_t dprobs = scores + scratch, dscores = dprobs + scratch;
-  static constexpr size_t bytes = dscores + size_t(kWarps) * kM * kProbLd * sizeof(bf16);
+  static constexpr size_t lse = dscores + size_t(kWarps) * kM * kProbLd * sizeof(bf16);
+  static constexpr size_t delta = lse + kBlockRows * sizeof(float);
+  static constexpr size_t bytes = delta + kBlockRows * sizeof(float);
 };
 
 template <int kDim>
@@ -299,12 +303,14 @@ __global__ void __launch_bounds__(kThreads) attention_bf16_backward_dq_kernel(At
   load_bf16_tile<kDim>(q_tile, row_ptr(a.q, b, h, row0), a.q.row_stride, rows, kBlockRows, D);
   load_bf16_tile<kDim>(do_tile, row_ptr(in.dout, b, h, row0), in.dout.row_stride, rows, kBlockRows, Dv);
 
-  float lse_r[kM], delta_r[kM];
-#pragma unroll
-  for (int r = 0; r < kM; ++r) {
-    const int64_t i = warp_row0 + r;
-    lse_r[r] = i < a.q_len ? in.lse[bh * a.q_len + i] : minus_inf<float>();
-    delta_r[r] = i < a.q_len ? in.row_dot_scratch[bh * a.q_len + i] : 0.f;
+  // The warp's rows' lse and delta, in shared memory rather than registers: with them in
+  // registers the fully unrolled row loop below spilled.
+  float* lse_rows = reinterpret_cast<float*>(shared_bytes + Smem::lse) + warp * kM;
+  float* delta_rows = reinterpret_cast<float*>(shared_bytes + Smem::delta) + warp * kM;
+  if (lane < kM) {
+    const int64_t i = warp_row0 + lane;
+    lse_rows[lane] = i < a.q_len ? in.lse[bh * a.q_len + i] : minus_inf<float>();
+    delta_rows[lane] = i < a.q_len ? in.row_dot_scratch[bh * a.q_len + i] : 0.f;
   }
   FragAcc acc[kDim / kM];
 #pragma unroll
@@ -322,16 +328,16 @@ __global__ void __launch_bounds__(kThreads) attention_bf16_backward_dq_kernel(At
     warp_dot_rows<kDim>(q_tile + warp * kM * ld, k_tile, qk);
     warp_dot_rows<kDim>(do_tile + warp * kM * ld, v_tile, dp);
     __syncwarp();
-#pragma unroll
+#pragma unroll 2  // no per-row registers here; a full unroll only costs registers (it spilled)
     for (int r = 0; r < kM; ++r) {
       const int64_t i = warp_row0 + r;
 #pragma unroll
       for (int c = 0; c < kColsPerLane; ++c) {
         const int col = lane + c * kWarpSize;
         const int64_t j = j0 + col;
-        const float g =
-            score_grad(a, b, h, bh, i, j, qk[r * kScoreLd + col], dp[r * kScoreLd + col], lse_r[r], delta_r[r])
-                .dscore;
+        const float g = score_grad(a, b, h, bh, i, j, qk[r * kScoreLd + col], dp[r * kScoreLd + col], lse_rows[r],
+                                   delta_rows[r])
+                            .dscore;
         ds[r * kProbLd + col] = __float2bfloat16_rn(g);
         if (dscores && i < a.q_len && j < a.kv_len) dscores[(bh * a.q_len + i) * a.kv_len + j] = g;
       }
@@ -409,7 +415,7 @@ __global__ void __launch_bounds__(kThreads) attention_bf16_backward_kv_kernel(At
     warp_dot_rows<kDim>(k_tile + warp * kM * ld, q_tile, kq);  // S^T: row = key, column = query
     warp_dot_rows<kDim>(v_tile + warp * kM * ld, do_tile, dp);  // dP^T
     __syncwarp();
-#pragma unroll
+#pragma unroll 2  // as in the dq kernel
     for (int r = 0; r < kM; ++r) {
       const int64_t j = warp_key0 + r;
 #pragma unroll
