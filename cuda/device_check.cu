@@ -74,7 +74,9 @@ __device__ void record_failure(const CheckFailure& found, unsigned int* claim, C
   failure->claimed = 1;
 }
 
-// One thread per value (grid-stride), for both checks. `failure_template` holds the
+// One thread per value (grid-stride), for both checks. The failure kept is the first one
+// to win the claim, not necessarily the lowest position (threads race); the message is
+// still exact about the value and position it names. `failure_template` holds the
 // check's constant fields.
 __global__ void check_index_range_kernel(const int64_t* index, int64_t n, CheckFailure failure_template,
                                          unsigned int* claim, CheckFailure* failure) {
@@ -139,19 +141,21 @@ template void check_positive<float>(const char*, const char*, const float*, int6
 template void check_positive<double>(const char*, const char*, const double*, int64_t, int);
 
 void raise_device_check_failure(int device) {
-  Report r;
+  // Read and clear under the lock, so two host threads that synchronise the same device
+  // cannot both throw one failure.
+  CheckFailure f;
   {
     Reports& all = reports();
     std::lock_guard<std::mutex> lock(all.mutex);
     if (all.by_device.size() <= static_cast<size_t>(device)) return;  // no check ever ran there
-    r = all.by_device[device];
+    const Report& r = all.by_device[device];
+    if (r.host == nullptr || reinterpret_cast<volatile unsigned long long&>(r.host->claimed) == 0) return;
+    f = *r.host;
+    // The device flag first (queued in stream order, before any later check kernel), then
+    // the host's: if queueing failed, the report stays set rather than losing later ones.
+    KILN_CUDA_CHECK(cudaMemsetAsync(r.claim, 0, sizeof(unsigned int), stream(device)));
+    reinterpret_cast<volatile unsigned long long&>(r.host->claimed) = 0;
   }
-  if (r.host == nullptr || reinterpret_cast<volatile unsigned long long&>(r.host->claimed) == 0) return;
-  const CheckFailure f = *r.host;
-  // Clear both, so the device is usable again: the flag is reset in stream order, before
-  // any later check kernel.
-  reinterpret_cast<volatile unsigned long long&>(r.host->claimed) = 0;
-  KILN_CUDA_CHECK(cudaMemsetAsync(r.claim, 0, sizeof(unsigned int), stream(device)));
   const std::string problem =
       f.kind == CheckKind::index_range
           ? kiln::detail::str(f.value, " at position ", f.position, " is out of range [", f.lo, ", ", f.hi, ")",

@@ -32,8 +32,9 @@ template <class T>
 KILN_CUDA_ENTRY(void check_positive(const char* op, const char* what, const T* x, int64_t n, int device))
 
 // Throws the failure a check kernel recorded on `device` since the last call, if any, and
-// clears it. Only meaningful after the device's stream was synchronised: the copies to the
-// host and cuda::synchronize call it after waiting.
+// clears it (one failure per device is kept; later ones wait for the next check). Only
+// meaningful after the device's stream was synchronised: the copies to the host and
+// cuda::synchronize call it after waiting (cuda::Event::synchronize, for timing, does not).
 KILN_CUDA_ENTRY(void raise_device_check_failure(int device))
 
 }  // namespace kiln::cuda
