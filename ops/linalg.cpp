@@ -42,6 +42,14 @@ using autograd::Saved;
 
 namespace {
 
+// The number of rows when t is read as a (rows, t.size(-1)) matrix: the product of all
+// but the last dim. Spelled out because reshape({-1, 0}) is ambiguous when t is empty.
+int64_t leading_rows(const Tensor& t) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
+  return rows;
+}
+
 // ---- argument checks -----------------------------------------------------------------
 
 void check_matmul_args(const char* op, const Tensor& a, const Tensor& b) {
@@ -294,7 +302,8 @@ Grads matmul_backward(const Tensor& grad, const Saved& s) {
     if (b2.dim() == 2 && a2.dim() > 2) {
       // b was shared by the whole batch: fold the batch into rows, one GEMM
       // (k x batch*m)·(batch*m x n), instead of a batch of products summed afterwards.
-      const Tensor a_rows = a2.reshape({-1, a2.size(-1)}), g_rows = g2.reshape({-1, g2.size(-1)});
+      const int64_t rows = leading_rows(a2);
+      const Tensor a_rows = a2.reshape({rows, a2.size(-1)}), g_rows = g2.reshape({rows, g2.size(-1)});
       gb = matmul(a_rows.t(), g_rows).reshape(b.shape());
     } else {
       gb = sum_to(matmul(a2.transpose(-1, -2), g2), b2.shape()).reshape(b.shape());
@@ -368,7 +377,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     const int64_t in = w.size(1), out_features = w.size(0);
     Tensor gx, gw, gb;
     if (s.needs_grad(0)) gx = matmul(g, w);
-    if (s.needs_grad(1)) gw = matmul(g.reshape({-1, out_features}).t(), x.reshape({-1, in}));
+    const int64_t rows = leading_rows(x);
+    if (s.needs_grad(1)) gw = matmul(g.reshape({rows, out_features}).t(), x.reshape({rows, in}));
     if (s.needs_grad(2)) gb = sum_to(g, {out_features});
     return Grads{gx, gw, gb};
   });

@@ -280,6 +280,22 @@ TEST_CASE("linear gradients with and without bias") {
   CHECK_FALSE(x.grad().defined());
 }
 
+TEST_CASE("linear and batched matmul backward with zero input features (empty rows)") {
+  // Found by running the [cuda] cases against the CPU: reshape({-1, 0}) of an empty
+  // tensor is ambiguous, so the backward must name the row count.
+  const Tensor x = leaf64({4, 0}), w = leaf64({3, 0}), b = leaf64({3});
+  const Tensor y = linear(x, w, b);
+  CHECK(y.shape() == Shape{4, 3});
+  y.backward(ones({4, 3}, {.dtype = f64}));
+  CHECK(w.grad().shape() == Shape{3, 0});
+  CHECK(x.grad().shape() == Shape{4, 0});
+  check_values(b.grad(), {4, 4, 4});
+  const Tensor a = leaf64({2, 3, 0}), m = leaf64({0, 5});
+  sum(matmul(a, m)).backward();
+  CHECK(m.grad().shape() == Shape{0, 5});
+  CHECK(a.grad().shape() == Shape{2, 3, 0});
+}
+
 TEST_CASE("linear double backward") {
   auto lin = [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); };
   for (size_t wrt : {0, 1, 2})
