@@ -1,9 +1,10 @@
 // cpemu: runs kiln's CUDA kernels (cuda/*.cu) on the CPU, so their indexing, synchronisation
 // and logic can be checked against the CPU kernels on a machine without a GPU.
 //
-// This one header stands in for the CUDA runtime, cuda_bf16.h, cuda_fp16.h, mma.h (WMMA) and kiln's
-// cuda/check.h and cuda/stream.h (run.sh makes forwarding headers of those names). rewrite.py
-// turns every `kernel<<<grid, block, smem, stream>>>(args)` into cpemu::launch(...).
+// This one header stands in for the CUDA runtime, cuda_bf16.h, cuda_fp16.h, math_constants.h,
+// mma.h (WMMA) and kiln's cuda/check.h and cuda/stream.h (run.sh makes forwarding headers of those
+// names). rewrite.py turns every `kernel<<<grid, block, smem, stream>>>(args)` into
+// cpemu::launch(...).
 //
 // Model, and what it checks:
 // - One launch runs its blocks one after another (in order, reversed or shuffled: block_order),
@@ -108,6 +109,10 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
 namespace kiln::cuda {
 inline cudaStream_t stream(int) { return nullptr; }
 }  // namespace kiln::cuda
+
+// math_constants.h (run.sh makes a forwarding header of that name): the constants kiln uses.
+#define CUDART_INF HUGE_VAL
+#define CUDART_INF_F HUGE_VALF
 
 // ---- intrinsics --------------------------------------------------------------------------------
 
