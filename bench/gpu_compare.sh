@@ -10,7 +10,7 @@
 #
 # fp32 on both sides means full f32 matmuls (TF32 off: PyTorch's default for matmuls, and
 # kiln's). The bf16 columns run PyTorch under torch.autocast(bfloat16) and kiln under
-# AutocastGuard (its matrix products in bf16; attention stays f32 in kiln); a kiln run
+# AutocastGuard (its matrix products and attention on bf16 tensor cores); a kiln run
 # that fails leaves "failed" in its column. Peak
 # memory is each library's allocator figure for tensors (kiln: cuda::memory_stats()
 # .peak_allocated; PyTorch: torch.cuda.max_memory_allocated), warm-up included; the

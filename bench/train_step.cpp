@@ -21,7 +21,8 @@
 // A GPU step is timed from a synchronised device to a synchronised device, so the time
 // is the kernels', not the launches'. Without a visible GPU, --device cuda prints
 // "skipped: <reason>" and exits 0. --bf16 (GPU only) runs the step under AutocastGuard: the
-// matrix products in bf16 with f32 accumulation, the rest in f32 (core/autocast.h).
+// matrix products and attention on bf16 tensor cores with f32 accumulation, the rest in f32
+// (core/autocast.h).
 // With KILN_PROFILE=1 the per-op table of the timed steps goes to stderr at exit.
 #include <kiln/cuda/memory.h>
 #include <kiln/kiln.h>

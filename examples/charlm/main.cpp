@@ -184,7 +184,7 @@ int train_and_sample(const Settings& s) {
 
 int run(const Flags& flags, Settings s) {
   const kiln::Device device = kiln::examples::select_device(s.run.device);  // fails early without a GPU
-  // Everything below, training and evaluation, runs its matrix products in bf16 with --bf16.
+  // Everything below, training and evaluation, runs its matrix products and attention in bf16 with --bf16.
   const kiln::AutocastGuard mixed_precision(kiln::examples::use_bf16(s.run.bf16, device));
   if (device.is_cuda()) std::printf("charlm: on %s\n", kiln::cuda::device_name(device.index).c_str());
   if (s.run.threads > 0) omp_set_num_threads(static_cast<int>(s.run.threads));

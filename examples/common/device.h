@@ -23,7 +23,7 @@ namespace kiln::examples {
 
 inline constexpr const char* kDeviceHelp = "where to train and evaluate: cpu, or cuda (the first visible GPU)";
 inline constexpr const char* kBf16Help =
-    "bf16 mixed precision on the GPU: matrix products in bf16 with f32 accumulation, the rest in f32";
+    "bf16 mixed precision on the GPU: matrix products and attention in bf16 with f32 accumulation, the rest in f32";
 
 // "cpu" or "cuda" (the first GPU) as a Device. Asking for a GPU where none is visible is
 // a kiln::Error that says why (no driver, no device, or a build without CUDA).
