@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpemu.h"
+#include "kiln/core/dtype.h"
 
 // ---- inputs ----------------------------------------------------------------------------------
 
@@ -52,6 +53,8 @@ template <class T> constexpr const char* tname() {
   else if constexpr (std::is_same_v<T, double>) return "f64";
   else if constexpr (std::is_same_v<T, int64_t>) return "i64";
   else if constexpr (std::is_same_v<T, uint8_t>) return "u8";
+  else if constexpr (std::is_same_v<T, kiln::bfloat16>) return "bf16";
+  else if constexpr (std::is_same_v<T, kiln::float16>) return "f16";
   else if constexpr (std::is_same_v<T, uint16_t>) return "u16";
   else if constexpr (std::is_same_v<T, uint32_t>) return "u32";
   else return "u64";

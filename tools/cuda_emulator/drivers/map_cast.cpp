@@ -86,15 +86,6 @@ void check(const std::string& name, const F& f, const Ref& ref, const Shape& sha
   report(name, "exact", d);
 }
 
-template <class T> const char* tn() {
-  if constexpr (std::is_same_v<T, float>) return "f32";
-  else if constexpr (std::is_same_v<T, double>) return "f64";
-  else if constexpr (std::is_same_v<T, int64_t>) return "i64";
-  else if constexpr (std::is_same_v<T, uint8_t>) return "u8";
-  else if constexpr (std::is_same_v<T, bfloat16>) return "bf16";
-  else return "f16";
-}
-
 // Layouts over which every test runs: name, shape, strides per operand (out first) and base offsets.
 struct Layout {
   std::string name;
@@ -107,7 +98,7 @@ template <class T> void binary_tests(const std::vector<Layout>& layouts) {
   for (const auto& L : layouts) {
     auto st = [&](size_t k) { return k < L.strides.size() && !L.strides[k].empty() ? L.strides[k] : contiguous(L.shape); };
     auto bs = [&](size_t k) { return k < L.base.size() ? L.base[k] : 0; };
-    const std::string nm = std::string("map ") + tn<T>() + " " + L.name;
+    const std::string nm = std::string("map ") + tname<T>() + " " + L.name;
     check<T>(nm + " Add", ops::fn::Add{}, [](T a, T b) { return T(a + b); }, L.shape, make_op<T>(L.shape, st(0), bs(0)),
              make_op<T>(L.shape, st(1), bs(1)), make_op<T>(L.shape, st(2), bs(2)));
     check<T>(nm + " AddScaled", ops::fn::AddScaled{0.5}, [](T a, T b) { return T(a + T(0.5) * b); }, L.shape,
@@ -152,7 +143,7 @@ template <class D, class S> void cast_test(const Layout& L) {
     if (std::isnan(a) && std::isnan(b)) continue;
     if (a != b) d.nan_mismatch++, d.max_abs = std::max(d.max_abs, std::fabs(a - b));
   }
-  report(std::string("cast ") + tn<S>() + "->" + tn<D>() + " " + L.name, "exact", d);
+  report(std::string("cast ") + tname<S>() + "->" + tname<D>() + " " + L.name, "exact", d);
 }
 
 int main() {
