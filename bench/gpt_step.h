@@ -124,9 +124,6 @@ struct GptTraining {
     }
     return loss.detach();
   }
-
-  // The loss value on the host (waits for a GPU).
-  static double read(const Tensor& loss) { return loss.item<double>(); }
 };
 
 }  // namespace kiln::bench

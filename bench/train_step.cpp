@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
   }
   const double step_s = median(seconds);
   std::fprintf(stderr, "# loss %.4f (first warm-up step) -> %.4f (last step); steps %.0f..%.0f ms\n",
-               first_loss.defined() ? GptTraining::read(first_loss) : 0.0, GptTraining::read(last_loss),
+               first_loss.item<double>(), last_loss.item<double>(),  // item() waits for a GPU
                *std::min_element(seconds.begin(), seconds.end()) * 1e3,
                *std::max_element(seconds.begin(), seconds.end()) * 1e3);
   std::printf("RESULT step_ms=%.1f tokens_per_s=%.0f peak_rss_mb=%.0f impl=kiln vocab=%ld d=%ld layers=%ld heads=%ld "

@@ -135,7 +135,7 @@ TEST_CASE("[cuda] under autocast, attention runs on bf16 tensor cores: f32 in an
   check_bf16_attention(randn({1, 1, 129, 128}), randn({1, 1, 65, 128}), randn({1, 1, 65, 128}), {.causal = true});
   check_bf16_attention(randn({3, 17, 16}), randn({3, 17, 16}), randn({3, 17, 16}), {});  // 3-D: one head
 
-  // A key-padding bool mask and dropout (both devices draw the same Philox mask from the seed).
+  // A key-padding bool mask (the batch of 2 masks its last 10 keys).
   Tensor keep = ones({2, 1, 1, 50}, {.dtype = DType::b8});
   keep.narrow(-1, 40, 10).fill_(0.0);
   manual_seed(11);

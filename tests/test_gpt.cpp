@@ -6,11 +6,9 @@
 // causality, argument errors.
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <limits>
 #include <string>
 
-#include <kiln/core/safetensors.h>
 #include <kiln/nn/gpt.h>
 #include <kiln/nn/optim/adam.h>
 

@@ -23,7 +23,7 @@ std::vector<float> next_logits(const kiln::nn::GPT& model, const std::string& co
   for (int64_t& token : tokens) token &= 0xff;  // chars are signed; tokens are bytes 0..255
   const Tensor input = kiln::from_vector(tokens, {1, T}, {.dtype = kiln::i64}).to(kiln::examples::device_of(model));
   const Tensor logits = model.forward(input);  // (1, T, 256), on the model's device
-  return logits.select(1, T - 1).to(kiln::Device::cpu()).to_vector<float>();
+  return logits.select(1, T - 1).to_vector<float>();  // copies to the host when on a GPU
 }
 
 // Draws an index from softmax(logits / temperature), restricted to the top_k largest.
