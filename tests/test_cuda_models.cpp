@@ -89,11 +89,6 @@ Twins<Model> make_twins(const std::function<std::shared_ptr<Model>()>& make) {
   return t;
 }
 
-// The next-token loss of a language model's logits (B, T, V) against targets (B, T).
-Tensor next_token_loss(const Tensor& logits, const Tensor& targets) {
-  return cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
-}
-
 // Runs `forward` and the loss on both twins, then compares the outputs, the losses, and
 // the gradient of every parameter. `input` and `target` are CPU tensors.
 template <class Model>

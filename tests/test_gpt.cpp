@@ -21,10 +21,6 @@ using namespace kiln::testing::tiny_gpt;
 
 namespace {
 
-Tensor next_token_loss(const Tensor& logits, const Tensor& targets) {
-  return cross_entropy(logits.view({-1, logits.size(-1)}), targets.view({-1}));
-}
-
 // How far `got` is from `expected`. An element passes when
 //   |got - expected| <= tol * (|expected| + scale),   scale = max |expected| of the tensor:
 // relative to the element, with the tensor's own magnitude as the floor for elements near

@@ -9,6 +9,7 @@
 
 #include <kiln/core/safetensors.h>
 #include <kiln/nn/gpt.h>
+#include <kiln/ops/loss.h>
 
 #include "helpers.h"
 
@@ -48,6 +49,12 @@ inline std::shared_ptr<nn::GPT> golden_model(DType dtype = f32) {
     if (name.starts_with(prefix)) weights.insert(name.substr(prefix.size()), t);
   model->load_state_dict(weights);  // strict: the names must be exactly kiln's
   return model;
+}
+
+// The next-token loss of a language model's logits (B, T, V) against targets (B, T), as the
+// fixture's expected.loss was computed.
+inline Tensor next_token_loss(const Tensor& logits, const Tensor& targets) {
+  return cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
 }
 
 }  // namespace kiln::testing::tiny_gpt
