@@ -1,6 +1,7 @@
 // The check kernels and the per-device failure report (see device_check.h).
 #include "kiln/cuda/device_check.h"
 
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -45,7 +46,26 @@ Reports& reports() {
   return *r;
 }
 
+// Reports are created on first use and never destroyed, so each thread remembers the ones it
+// has seen and the common case (a check per embedding, a look at every copy to the host)
+// takes no lock, as stream() does. `any_report` lets a process that never queued a check
+// skip even that.
+std::atomic<bool> any_report{false};
+thread_local std::vector<Report> seen_reports;
+
+// The device's report, or an empty one (host == nullptr) when no check ran there yet.
+Report find_report(int device) {
+  if (static_cast<size_t>(device) < seen_reports.size() && seen_reports[device].host) return seen_reports[device];
+  Reports& r = reports();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.by_device.size() <= static_cast<size_t>(device) || r.by_device[device].host == nullptr) return {};
+  if (seen_reports.size() <= static_cast<size_t>(device)) seen_reports.resize(device + 1);
+  return seen_reports[device] = r.by_device[device];
+}
+
+// The device's report, created on first use.
 Report report(int device) {
+  if (const Report found = find_report(device); found.host) return found;
   Reports& r = reports();
   std::lock_guard<std::mutex> lock(r.mutex);
   if (r.by_device.size() <= static_cast<size_t>(device)) r.by_device.resize(device + 1);
@@ -61,6 +81,7 @@ Report report(int device) {
     KILN_CUDA_CHECK(cudaMalloc(&claim, sizeof(unsigned int)));
     KILN_CUDA_CHECK(cudaMemsetAsync(claim, 0, sizeof(unsigned int), s));
     slot = {static_cast<CheckFailure*>(host), static_cast<CheckFailure*>(mapped), static_cast<unsigned int*>(claim)};
+    any_report.store(true, std::memory_order_release);
   }
   return slot;
 }
@@ -143,13 +164,15 @@ template void check_positive<double>(const char*, const char*, const double*, in
 void raise_device_check_failure(int device) {
   // Read and clear under the lock, so two host threads that synchronise the same device
   // cannot both throw one failure.
+  // Unlocked first: nearly always there is nothing to report.
+  if (!any_report.load(std::memory_order_acquire)) return;
+  const Report r = find_report(device);
+  const auto claimed = [&] { return reinterpret_cast<volatile unsigned long long&>(r.host->claimed) != 0; };
+  if (r.host == nullptr || !claimed()) return;
   CheckFailure f;
   {
-    Reports& all = reports();
-    std::lock_guard<std::mutex> lock(all.mutex);
-    if (all.by_device.size() <= static_cast<size_t>(device)) return;  // no check ever ran there
-    const Report& r = all.by_device[device];
-    if (r.host == nullptr || reinterpret_cast<volatile unsigned long long&>(r.host->claimed) == 0) return;
+    std::lock_guard<std::mutex> lock(reports().mutex);
+    if (!claimed()) return;  // another thread reported it meanwhile
     f = *r.host;
     // The device flag first (queued in stream order, before any later check kernel), then
     // the host's: if queueing failed, the report stays set rather than losing later ones.
