@@ -54,6 +54,21 @@ constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;  // rows a block owns
 constexpr int kTile = kWarpSize;                      // rows of the other sequence per tile
 constexpr int kMaxChunks = 8;                         // head dims up to 8 * 32 = 256
 
+__device__ inline float log_acc(float x) { return logf(x); }
+__device__ inline double log_acc(double x) { return log(x); }
+
+// The block copies `rows` rows of `cols` elements (source rows `src_stride` apart) into a
+// shared tile of `tile_rows` rows `dst_stride` apart, zero-filling rows [rows, tile_rows)
+// so that a partial tile contributes nothing (0 * garbage could be NaN).
+template <class T>
+__device__ void load_tile(T* dst, int dst_stride, const T* src, int64_t src_stride, int rows, int tile_rows,
+                          int cols) {
+  for (int idx = threadIdx.x; idx < tile_rows * cols; idx += blockDim.x) {
+    const int r = idx / cols, c = idx % cols;
+    dst[r * dst_stride + c] = r < rows ? src[r * src_stride + c] : T(0);
+  }
+}
+
 // ---- forward --------------------------------------------------------------------------
 // Grid: one block per (head, 16 query rows); warp w owns rows row0 + 4w .. row0 + 4w + 3.
 // Shared: q rows [16][D], a key tile [32][D + 1] (read one key per lane) and the value

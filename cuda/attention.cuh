@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kiln/core/error.h"
 #include "kiln/core/random.h"
@@ -22,25 +23,11 @@ __device__ constexpr A minus_inf() {
 
 __device__ inline float exp_acc(float x) { return expf(x); }
 __device__ inline double exp_acc(double x) { return exp(x); }
-__device__ inline float log_acc(float x) { return logf(x); }
-__device__ inline double log_acc(double x) { return log(x); }
 
 // Pointer to row `row` of head (b, h) of an operand.
 template <class T>
 __device__ T* row_ptr(const AttentionOperand<T>& t, int64_t b, int64_t h, int64_t row) {
   return t.data + b * t.batch_stride + h * t.head_stride + row * t.row_stride;
-}
-
-// The block copies `rows` rows of `cols` elements (source rows `src_stride` apart) into a
-// shared tile of `tile_rows` rows `dst_stride` apart, zero-filling rows [rows, tile_rows)
-// so that a partial tile contributes nothing (0 * garbage could be NaN).
-template <class T>
-__device__ void load_tile(T* dst, int dst_stride, const T* src, int64_t src_stride, int rows, int tile_rows,
-                          int cols) {
-  for (int idx = threadIdx.x; idx < tile_rows * cols; idx += blockDim.x) {
-    const int r = idx / cols, c = idx % cols;
-    dst[r * dst_stride + c] = r < rows ? src[r * src_stride + c] : T(0);
-  }
 }
 
 // The masked, scaled score of query i and key j from their dot product, or -inf where
@@ -133,20 +120,37 @@ inline unsigned row_block_grid(int64_t heads, int64_t rows, int64_t rows_per_blo
   return static_cast<unsigned>(blocks);
 }
 
-// Launches `kernel` with `shared` bytes of dynamic shared memory, opting in beyond the
-// default 48 KB when the device allows it.
+// Lets `kernel` use `shared` bytes of dynamic shared memory on `device`, beyond the default
+// 48 KB when the device allows it. The opt-in is a driver query and a set; each thread
+// remembers what it granted per (kernel, device), so a training step's launches skip both.
+inline void allow_shared(const void* kernel, size_t shared, int device) {
+  constexpr size_t kDefaultShared = 48 * 1024;
+  if (shared <= kDefaultShared) return;
+  struct Grant {
+    const void* kernel;
+    int device;
+    size_t bytes;
+  };
+  thread_local std::vector<Grant> granted;
+  Grant* known = nullptr;
+  for (Grant& g : granted)
+    if (g.kernel == kernel && g.device == device) known = &g;
+  if (known && shared <= known->bytes) return;
+  int max_shared = 0;
+  KILN_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  KILN_CHECK(shared <= static_cast<size_t>(max_shared), "scaled_dot_product_attention on CUDA: these head dims need ",
+             shared, " bytes of shared memory per block; cuda:", device, " allows ", max_shared);
+  KILN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+  if (known) known->bytes = shared;
+  else granted.push_back({kernel, device, shared});
+}
+
+// Launches `kernel` with `shared` bytes of dynamic shared memory (see allow_shared).
 template <class Kernel, class... Args>
 void launch_with_shared(Kernel kernel, unsigned blocks, int threads, size_t shared, int device, cudaStream_t s,
                         Args... args) {
   if (blocks == 0) return;
-  constexpr size_t kDefaultShared = 48 * 1024;
-  if (shared > kDefaultShared) {
-    int max_shared = 0;
-    KILN_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    KILN_CHECK(shared <= static_cast<size_t>(max_shared), "scaled_dot_product_attention on CUDA: these head dims need ",
-               shared, " bytes of shared memory per block; cuda:", device, " allows ", max_shared);
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
-  }
+  allow_shared(reinterpret_cast<const void*>(kernel), shared, device);
   kernel<<<blocks, threads, shared, s>>>(args...);
   KILN_CUDA_LAUNCH_CHECK();
 }
