@@ -206,33 +206,34 @@ __global__ void backward_inputs_kernel(Geometry g, Band band, const T* __restric
     const OutputRange rows = outputs_covering(r, band.half_rows, band.half_rows, g.stride, g.out_height);
     const OutputRange cols =
         outputs_covering(c, band.half_cols, band.causal ? 0 : band.half_cols, g.stride, g.out_width);
-    // Covering output number t (row-major over rows x cols): its output row and band cell.
-    auto output_row = [&](int64_t t) {
-      return (b * g.out_height + rows.first + t / cols.size()) * g.out_width + cols.first + t % cols.size();
+    // Covering output (oi, oj): its row of gy / the bands, and the entry of its band that holds q.
+    struct Entry {
+      int64_t out_row, band_index;
     };
-    auto band_index = [&](int64_t t) {
-      const int64_t oi = rows.first + t / cols.size(), oj = cols.first + t % cols.size();
-      return output_row(t) * band.cells + band_cell(band, r - oi * g.stride, c - oj * g.stride);
+    auto entry = [&](int64_t oi, int64_t oj) {
+      const int64_t out_row = (b * g.out_height + oi) * g.out_width + oj;
+      return Entry{out_row, out_row * band.cells + band_cell(band, r - oi * g.stride, c - oj * g.stride)};
     };
-    const int64_t covering = rows.size() * cols.size();
     if (dx) {
-      // Nested loops over the covering outputs (the order of t) rather than t itself:
-      // no 64-bit division per output and channel.
+      // Threads over channels, each walking every covering output.
       for (int64_t k = threadIdx.x; k < d; k += blockDim.x) {
         Acc<T> acc = 0;
         for (int64_t oi = rows.first; oi <= rows.last; ++oi) {
           for (int64_t oj = cols.first; oj <= cols.last; ++oj) {
-            const int64_t out_row = (b * g.out_height + oi) * g.out_width + oj;
-            const int64_t cell = band_cell(band, r - oi * g.stride, c - oj * g.stride);
-            acc += dx_band[out_row * band.cells + cell] * gy[out_row * d + k];
+            const Entry e = entry(oi, oj);
+            acc += dx_band[e.band_index] * gy[e.out_row * d + k];
           }
         }
         dx[cell_index * d + k] = static_cast<T>(acc);
       }
     }
     if (dm) {  // uniform over the block
+      // Threads over the covering outputs, numbered row-major over rows x cols.
+      const int64_t covering = rows.size() * cols.size();
       Acc<T> part = 0;
-      for (int64_t t = threadIdx.x; t < covering; t += blockDim.x) part += dm_band[band_index(t)];
+      for (int64_t t = threadIdx.x; t < covering; t += blockDim.x) {
+        part += dm_band[entry(rows.first + t / cols.size(), cols.first + t % cols.size()).band_index];
+      }
       const Acc<T> total = block_reduce(part, SumOp{}, Acc<T>(0), scratch);
       if (threadIdx.x == 0) dm[cell_index] = static_cast<T>(total);
     }
