@@ -4,6 +4,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kiln/core/error.h"
@@ -14,13 +15,16 @@ namespace kiln::cuda {
 namespace {
 
 // The first failure recorded on a device. Lives in pinned host memory mapped into the
-// device's address space: kernels write it with plain stores, the host reads it after a
-// synchronisation. Which thread gets to write it is decided by an atomic on a flag in
-// device memory (atomics on mapped host memory are not guaranteed over PCIe).
+// device's address space: a kernel writes it with plain stores, the host reads it after a
+// synchronisation. A check runs in two kernels: one thread per value finds the lowest bad
+// position (atomicMin in device memory), then one thread writes that value's failure,
+// unless an earlier check's failure is still waiting to be raised (a flag in device
+// memory; atomics on mapped host memory are not guaranteed over PCIe). So the report
+// names what the CPU's check names: the first bad value of the first failing op.
 enum class CheckKind : int { index_range, positive };
 
 struct CheckFailure {
-  unsigned long long claimed;  // 0 = nothing recorded; the winning thread sets 1 once its fields are written
+  unsigned long long claimed;  // 0 = nothing recorded; the recording thread sets 1 once the fields are written
   unsigned long long op, what;  // host pointers to string literals
   CheckKind kind;
   long long value, position, lo, hi, exempt;  // index_range
@@ -28,13 +32,16 @@ struct CheckFailure {
   double real_value;                          // positive
 };
 
-// Per device, created on first use: the report's host and mapped addresses, and the
-// device-memory flag the failing threads race for.
+// Per device, created on first use: the report's host and mapped addresses, and in device
+// memory the flag "a failure is waiting" and the lowest bad position of the running check.
 struct Report {
   CheckFailure* host = nullptr;
   CheckFailure* mapped = nullptr;
   unsigned int* claim = nullptr;
+  unsigned long long* first_bad = nullptr;  // kNoneBad between checks
 };
+
+constexpr unsigned long long kNoneBad = ~0ull;
 
 struct Reports {
   std::mutex mutex;
@@ -77,52 +84,60 @@ Report report(int device) {
     *static_cast<CheckFailure*>(host) = CheckFailure{};
     void* mapped = nullptr;
     KILN_CUDA_CHECK(cudaHostGetDevicePointer(&mapped, host, 0));
-    void* claim = nullptr;
-    KILN_CUDA_CHECK(cudaMalloc(&claim, sizeof(unsigned int)));
+    // One allocation for both device words: the position first (8-byte aligned), then the flag.
+    void* words = nullptr;
+    KILN_CUDA_CHECK(cudaMalloc(&words, sizeof(unsigned long long) + sizeof(unsigned int)));
+    auto* first_bad = static_cast<unsigned long long*>(words);
+    auto* claim = reinterpret_cast<unsigned int*>(first_bad + 1);
+    KILN_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof(unsigned long long), s));  // kNoneBad
     KILN_CUDA_CHECK(cudaMemsetAsync(claim, 0, sizeof(unsigned int), s));
-    slot = {static_cast<CheckFailure*>(host), static_cast<CheckFailure*>(mapped), static_cast<unsigned int*>(claim)};
+    slot = {static_cast<CheckFailure*>(host), static_cast<CheckFailure*>(mapped), claim, first_bad};
     any_report.store(true, std::memory_order_release);
   }
   return slot;
 }
 
-// Called by a thread that found a bad value: the first such thread on the device wins the
-// claim and fills the report, so one consistent failure is kept.
-__device__ void record_failure(const CheckFailure& found, unsigned int* claim, CheckFailure* failure) {
-  if (atomicCAS(claim, 0u, 1u) != 0u) return;
-  *failure = found;
-  __threadfence_system();  // the fields reach the host before the flag that says they are there
-  failure->claimed = 1;
-}
-
-// One thread per value (grid-stride), for both checks. The failure kept is the first one
-// to win the claim, not necessarily the lowest position (threads race); the message is
-// still exact about the value and position it names. `failure_template` holds the
-// check's constant fields.
-__global__ void check_index_range_kernel(const int64_t* index, int64_t n, CheckFailure failure_template,
-                                         unsigned int* claim, CheckFailure* failure) {
-  const CheckFailure& t = failure_template;
+// Pass 1, one thread per value (grid-stride): the lowest position whose value fails.
+__global__ void find_bad_index_kernel(const int64_t* index, int64_t n, int64_t lo, int64_t hi, bool has_exempt,
+                                      int64_t exempt, unsigned long long* first_bad) {
   for (int64_t k = global_thread(); k < n; k += grid_stride()) {
     const int64_t v = index[k];
-    if ((v >= t.lo && v < t.hi) || (t.has_exempt && v == t.exempt)) continue;
-    CheckFailure found = t;
-    found.value = v;
-    found.position = k;
-    record_failure(found, claim, failure);
+    if ((v >= lo && v < hi) || (has_exempt && v == exempt)) continue;
+    atomicMin(first_bad, static_cast<unsigned long long>(k));
+    return;  // this thread's later positions are higher
   }
 }
 
 template <class T>
-__global__ void check_positive_kernel(const T* x, int64_t n, CheckFailure failure_template, unsigned int* claim,
-                                      CheckFailure* failure) {
+__global__ void find_non_positive_kernel(const T* x, int64_t n, unsigned long long* first_bad) {
   for (int64_t k = global_thread(); k < n; k += grid_stride()) {
-    const T v = x[k];
-    if (v > T(0)) continue;  // NaN fails too
-    CheckFailure found = failure_template;
-    found.real_value = static_cast<double>(v);
-    found.position = k;
-    record_failure(found, claim, failure);
+    if (x[k] > T(0)) continue;  // NaN fails too
+    atomicMin(first_bad, static_cast<unsigned long long>(k));
+    return;
   }
+}
+
+// Pass 2, one thread: writes the failure at the lowest bad position into the report,
+// unless one is already waiting there, and gets first_bad ready for the next check.
+// `failure_template` holds the check's constant fields.
+template <class V>
+__global__ void record_failure_kernel(const V* values, CheckFailure failure_template, unsigned long long* first_bad,
+                                      unsigned int* claim, CheckFailure* failure) {
+  const unsigned long long position = *first_bad;
+  if (position == kNoneBad) return;
+  *first_bad = kNoneBad;
+  if (*claim != 0u) return;  // the earlier failure is reported first
+  *claim = 1u;
+  CheckFailure found = failure_template;
+  found.position = static_cast<long long>(position);
+  if constexpr (std::is_same_v<V, int64_t>) {
+    found.value = values[position];
+  } else {
+    found.real_value = static_cast<double>(values[position]);
+  }
+  *failure = found;
+  __threadfence_system();  // the fields reach the host before the flag that says they are there
+  failure->claimed = 1;
 }
 
 // The constant fields of a check's failure.
@@ -145,7 +160,10 @@ void check_index_range(const char* op, const char* what, const int64_t* index, i
   t.has_exempt = has_exempt;
   t.exempt = exempt;
   const Report r = report(device);
-  check_index_range_kernel<<<blocks_for(n), kThreadsPerBlock, 0, stream(device)>>>(index, n, t, r.claim, r.mapped);
+  const cudaStream_t s = stream(device);
+  find_bad_index_kernel<<<blocks_for(n), kThreadsPerBlock, 0, s>>>(index, n, lo, hi, has_exempt, exempt, r.first_bad);
+  KILN_CUDA_LAUNCH_CHECK();
+  record_failure_kernel<int64_t><<<1, 1, 0, s>>>(index, t, r.first_bad, r.claim, r.mapped);
   KILN_CUDA_LAUNCH_CHECK();
 }
 
@@ -153,8 +171,11 @@ template <class T>
 void check_positive(const char* op, const char* what, const T* x, int64_t n, int device) {
   if (n == 0) return;
   const Report r = report(device);
-  check_positive_kernel<T><<<blocks_for(n), kThreadsPerBlock, 0, stream(device)>>>(
-      x, n, failure_template(CheckKind::positive, op, what), r.claim, r.mapped);
+  const cudaStream_t s = stream(device);
+  find_non_positive_kernel<T><<<blocks_for(n), kThreadsPerBlock, 0, s>>>(x, n, r.first_bad);
+  KILN_CUDA_LAUNCH_CHECK();
+  record_failure_kernel<T><<<1, 1, 0, s>>>(x, failure_template(CheckKind::positive, op, what), r.first_bad, r.claim,
+                                           r.mapped);
   KILN_CUDA_LAUNCH_CHECK();
 }
 

@@ -33,8 +33,8 @@ KILN_CUDA_ENTRY(void check_positive(const char* op, const char* what, const T* x
 
 // Throws the failure a check kernel recorded on `device` since the last call, if any, and
 // clears it (one failure per device is kept; later ones wait for the next check). Only
-// meaningful after the device's stream was synchronised: the copies to the host and
-// cuda::synchronize call it after waiting (cuda::Event::synchronize, for timing, does not).
+// meaningful after the device's stream was synchronised: the copies to the host,
+// cuda::synchronize and cuda::Event's waits call it after waiting.
 KILN_CUDA_ENTRY(void raise_device_check_failure(int device))
 
 }  // namespace kiln::cuda

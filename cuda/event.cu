@@ -2,6 +2,7 @@
 #include "kiln/cuda/event.h"
 
 #include "kiln/cuda/check.h"
+#include "kiln/cuda/device_check.h"
 #include "kiln/cuda/stream.h"
 
 namespace kiln::cuda::detail {
@@ -21,10 +22,13 @@ void event_destroy(void* event, int device) noexcept {
 
 void event_record(void* event, int device) { KILN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), stream(device))); }
 
-void event_synchronize(void* event) { KILN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event))); }
+void event_synchronize(void* event, int device) {
+  KILN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+  raise_device_check_failure(device);  // the work before the event is done: its checks too
+}
 
-double event_elapsed_ms(void* start, void* end) {
-  KILN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+double event_elapsed_ms(void* start, void* end, int device) {
+  event_synchronize(end, device);
   float ms = 0;
   KILN_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
   return ms;

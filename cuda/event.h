@@ -19,8 +19,8 @@ namespace detail {
 KILN_CUDA_ENTRY(void* event_create(int device))
 KILN_CUDA_ENTRY(void event_destroy(void* event, int device) noexcept)
 KILN_CUDA_ENTRY(void event_record(void* event, int device))
-KILN_CUDA_ENTRY(void event_synchronize(void* event))
-KILN_CUDA_ENTRY(double event_elapsed_ms(void* start, void* end))
+KILN_CUDA_ENTRY(void event_synchronize(void* event, int device))
+KILN_CUDA_ENTRY(double event_elapsed_ms(void* start, void* end, int device))
 }  // namespace detail
 
 class Event {
@@ -32,10 +32,11 @@ class Event {
 
   // Queues the event on the device's stream, after all work queued so far.
   void record() { detail::event_record(event_, device_); }
-  // Waits on the host until the work before the last record() has finished.
-  void synchronize() const { detail::event_synchronize(event_); }
-  // GPU milliseconds from this event to `end` (both recorded); waits for `end`.
-  double elapsed_ms(const Event& end) const { return detail::event_elapsed_ms(event_, end.event_); }
+  // Waits on the host until the work before the last record() has finished. Like every
+  // host wait, throws a bad input value that a check kernel found (cuda/device_check.h).
+  void synchronize() const { detail::event_synchronize(event_, device_); }
+  // GPU milliseconds from this event to `end` (both recorded); waits for `end`, as above.
+  double elapsed_ms(const Event& end) const { return detail::event_elapsed_ms(event_, end.event_, device_); }
 
  private:
   int device_;

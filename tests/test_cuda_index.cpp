@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda_parity.h"
+#include "kiln/cuda/event.h"
 
 using namespace kiln;
 using namespace kiln::testing;
@@ -159,6 +160,15 @@ TEST_CASE("[cuda] an out-of-range index is a kiln::Error at the next synchronisa
   CHECK_THROWS_KILN(read(gather(x, 1, bad.view({1, 4}))), "gather: index 11 at position 2 is out of range [0, 6)");
   CHECK_THROWS_KILN(read(scatter_add(x, 0, bad.view({4, 1}), x)), "scatter_add: index 11 at position 2");
   CHECK_THROWS_KILN(read(index_select(x, 0, from_vector<int64_t>({-1}).to(kGpu))), "index -1 at position 0");
+  // Several bad values, in any order of the GPU's threads: the lowest position is named,
+  // as on the CPU.
+  const Tensor several_bad = from_vector<int64_t>({0, 9, 1, -3, 7}).to(kGpu);
+  CHECK_THROWS_KILN(read(index_select(x, 0, several_bad)), "index_select: index 9 at position 1 is out of range");
+  // Waiting for a cuda::Event is a host wait too.
+  cuda::Event done(kGpu.index);
+  (void)embedding(bad, x);
+  done.record();
+  CHECK_THROWS_KILN(done.synchronize(), "embedding: index 11 at position 2");
   // Meanwhile the kernels skipped the bad entries: memory is intact, and once reported the
   // device is clean again (the same ops on good indices give the CPU's values).
   const Tensor good = from_vector<int64_t>({0, 3, 2, 1});

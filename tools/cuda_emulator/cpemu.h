@@ -131,6 +131,13 @@ inline unsigned atomicCAS(unsigned* address, unsigned compare, unsigned value) {
   std::atomic_ref<unsigned>(*address).compare_exchange_strong(compare, value);
   return compare;  // the old value, as CUDA's
 }
+inline unsigned long long atomicMin(unsigned long long* address, unsigned long long value) {
+  std::atomic_ref<unsigned long long> target(*address);
+  unsigned long long old = target.load();
+  while (value < old && !target.compare_exchange_weak(old, value)) {
+  }
+  return old;  // the old value, as CUDA's
+}
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 // cuda_bf16.h: __float2bfloat16_rn rounds to nearest even and turns any NaN into 0x7fff.

@@ -1,7 +1,8 @@
 // Emulated index-range check kernel and failure report (cuda/device_check.cu): a bad value
 // is reported once, with its position and the op's words, then cleared; valid and exempt
-// values pass; the grid-stride loop reaches the last element with a one-block grid; with two
-// bad values in different blocks (any block order) exactly one consistent failure is kept;
+// values pass; the grid-stride loop reaches the last element with a one-block grid; with
+// bad values in different blocks (any block order) the lowest position is reported, as on
+// the CPU; a failure waiting to be raised is not overwritten by a later check's;
 // check_positive refuses 0, negatives and NaN.
 #include <stdexcept>
 
@@ -57,15 +58,28 @@ int main() {
   check("grid-stride reaches the last element", contains(raised(), "gather: index 10 at position 2999"));
   cpemu::grid_cap = 0;
 
-  index[17] = -1;  // bad values in the first and the last block
+  index[17] = -1;  // bad values in the first and the last block, and in one thread's two lines
+  index[17 + 256] = 12;
   for (int order = 0; order < 3; ++order) {
     cpemu::block_order = order;
     cuda::check_index_range("scatter_add", "index", index.data(), n, 0, 10, false, 0, 0);
     const std::string m = raised();
-    const bool first = contains(m, "index -1 at position 17 "), last = contains(m, "index 10 at position 2999 ");
-    check("two bad values, block order " + std::to_string(order) + ": one consistent report", first != last);
+    check("bad values, block order " + std::to_string(order) + ": the lowest position is reported",
+          contains(m, "scatter_add: index -1 at position 17 "));
     check("  ... and nothing left after it", raised().empty());
   }
+  cpemu::block_order = 0;
+  cuda::check_index_range("first_op", "index", index.data(), n, 0, 10, false, 0, 0);
+  index[17] = 1;
+  cuda::check_index_range("second_op", "index", index.data(), n, 0, 10, false, 0, 0);
+  const std::string waiting = raised();
+  check("two failing checks before a synchronisation: the first op's failure is raised",
+        contains(waiting, "first_op: index -1 at position 17 "));
+  check("  ... and the second's is dropped with it, leaving the next check clean", raised().empty());
+  cuda::check_index_range("third_op", "index", index.data(), n, 0, 10, false, 0, 0);
+  check("  ... the next check reports its own lowest position",
+        contains(raised(), "third_op: index 12 at position 273 "));
+  index[17 + 256] = 0;
   cpemu::block_order = 0;
 
   // check_positive (ContextPool's s): positive values pass; 0, negatives and NaN fail.
