@@ -15,6 +15,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 BUILD_DIR=${BUILD_DIR:-build}
 KILN_BIN="$BUILD_DIR/bench/bench_train_step"
 TORCH_SCRIPT=bench/torch_train_step.py
@@ -44,9 +46,6 @@ CONFIGS=(
 
 load() { cut -d' ' -f1 /proc/loadavg; }
 
-# The value of `key` in a RESULT line.
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
-
 # run <label> <command...>: runs one benchmark, echoes its RESULT line, logs it with the load.
 run() {
   local label=$1; shift
@@ -61,9 +60,6 @@ run() {
   echo "$result"
 }
 
-# The smaller of two numbers ("" counts as infinity).
-min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || (b != "" && b + 0 < a + 0)) print b; else print a }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 summary=()
 for config in "${CONFIGS[@]}"; do

@@ -32,6 +32,8 @@
 #include <kiln/cuda/event.h>
 #include <kiln/kiln.h>
 
+#include "result_line.h"
+
 using namespace kiln;
 
 namespace {
@@ -234,9 +236,7 @@ int main(int argc, char** argv) {
     std::printf("bench_cuda_kernels: skipped: %s\n", cuda::unavailable_reason().c_str());
     return 0;
   }
-  ctx.gpu = cuda::device_name(kGpu.index);
-  for (char& c : ctx.gpu)
-    if (c == ' ') c = '_';
+  ctx.gpu = bench::as_token(cuda::device_name(kGpu.index));
   ctx.peak_gb_per_s = cuda::device_memory_bandwidth(kGpu.index) / 1e9;
   std::fprintf(stderr, "# bench_cuda_kernels on %s, peak memory bandwidth %.0f GB/s, %d repeats\n", ctx.gpu.c_str(),
                ctx.peak_gb_per_s, ctx.repeats);

@@ -19,6 +19,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 BUILD_DIR=${BUILD_DIR:-build}
 KILN_BIN="$BUILD_DIR/bench/bench_train_step"
 TORCH_SCRIPT=bench/torch_train_step.py
@@ -46,8 +48,6 @@ CONFIGS=(
   "gpt2 --vocab 50257 --d 768 --layers 12 --heads 12 --seq 1024 --batch 8"
 )
 
-# The value of `key` in a RESULT line.
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 # The value of flag `--name` in a list of flags.
 flag_value() { sed -n "s/.*--$1 \([^ ]*\).*/\1/p" <<<" $2"; }
 
@@ -66,10 +66,6 @@ attempt() {
   echo "$result"
 }
 
-# The smaller of two numbers ("" counts as infinity).
-min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || (b != "" && b + 0 < a + 0)) print b; else print a }'; }
-# a / b to two decimals, or "-" when either is missing.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 # Tokens per second of a step of `tokens` tokens taking `ms` milliseconds.
 rate() { awk -v t="$1" -v ms="$2" 'BEGIN { if (ms == "") print "-"; else printf "%.0f", t / ms * 1000 }'; }
 

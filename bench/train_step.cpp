@@ -36,6 +36,7 @@
 
 #include "gpt_step.h"
 #include "process_memory.h"
+#include "result_line.h"
 
 using namespace kiln;
 
@@ -55,17 +56,11 @@ void wait_for(Device device) {
   if (device.is_cuda()) cuda::synchronize(device.index);
 }
 
-// "NVIDIA H100 80GB HBM3" -> "NVIDIA_H100_80GB_HBM3": one token of a RESULT line.
-std::string as_token(std::string text) {
-  std::replace(text.begin(), text.end(), ' ', '_');
-  return text;
-}
-
 // The GPU's name and kiln's peak memory on it, as RESULT fields ("" on the CPU).
 std::string gpu_fields(Device device) {
   if (!device.is_cuda()) return "";
   const cuda::MemoryStats m = cuda::memory_stats(device.index);
-  return detail::str(" gpu=", as_token(cuda::device_name(device.index)), " peak_alloc_mb=",
+  return detail::str(" gpu=", bench::as_token(cuda::device_name(device.index)), " peak_alloc_mb=",
                      static_cast<int64_t>(bench::to_mib(m.peak_allocated)),
                      " peak_reserved_mb=", static_cast<int64_t>(bench::to_mib(m.peak_reserved)));
 }
