@@ -39,6 +39,7 @@
 #include <kiln/ops/elementwise.h>
 #include <kiln/ops/loss.h>
 #include <kiln/ops/reduce.h>
+#include <kiln/ops/shape.h>
 
 #include "device.h"
 #include "flags.h"
@@ -226,25 +227,29 @@ inline ImageData load_image_data(const ImageTrainingFlags& flags) {
 // ---- training -------------------------------------------------------------------------------
 
 // Test-set accuracy and loss, in batches computed on `device` (the model's); `per_class`,
-// when given, gets each class's accuracy.
+// when given, gets each class's accuracy. The loss and the predictions stay on the device
+// until the last batch, so the GPU runs the whole evaluation before the host waits, once.
 inline nn::Metrics evaluate_classifier(const std::function<Tensor(const Tensor&)>& forward, const ImageData& data,
                                        Device device, std::vector<double>* per_class = nullptr) {
   const Tensor& images = data.test->inputs();
   const Tensor& labels = data.test->targets();
   const int64_t n = images.size(0), chunk = 500;
-  double loss_sum = 0;
-  std::vector<double> correct(data.num_classes, 0), seen(data.num_classes, 0);
+  KILN_CHECK(n > 0, "evaluate_classifier: the test set is empty");
+  Tensor loss_sum;  // on `device`
+  std::vector<Tensor> predictions;
   for (int64_t start = 0; start < n; start += chunk) {
     const int64_t len = std::min(chunk, n - start);
-    const Tensor target = labels.narrow(0, start, len);
-    const Tensor logits = forward(images.narrow(0, start, len).to(device));
-    loss_sum += cross_entropy(logits, target.to(device)).item() * static_cast<double>(len);
-    const std::vector<int64_t> predicted = argmax(logits, 1).to_vector<int64_t>();
-    const std::vector<int64_t> truth = target.to_vector<int64_t>();
-    for (int64_t i = 0; i < len; ++i) {
-      seen[truth[i]] += 1;
-      correct[truth[i]] += predicted[i] == truth[i] ? 1 : 0;
-    }
+    const Tensor logits = forward(images.narrow(0, start, len).to(device)).detach();
+    const Tensor chunk_loss = cross_entropy(logits, labels.narrow(0, start, len).to(device)) * static_cast<double>(len);
+    loss_sum = loss_sum.defined() ? loss_sum + chunk_loss : chunk_loss;
+    predictions.push_back(argmax(logits, 1));
+  }
+  const std::vector<int64_t> predicted = cat(predictions, 0).to_vector<int64_t>();
+  const std::vector<int64_t> truth = labels.to_vector<int64_t>();
+  std::vector<double> correct(data.num_classes, 0), seen(data.num_classes, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    seen[truth[i]] += 1;
+    correct[truth[i]] += predicted[i] == truth[i] ? 1 : 0;
   }
   double total_correct = 0;
   for (double c : correct) total_correct += c;
@@ -252,7 +257,7 @@ inline nn::Metrics evaluate_classifier(const std::function<Tensor(const Tensor&)
     per_class->clear();
     for (int64_t c = 0; c < data.num_classes; ++c) per_class->push_back(seen[c] > 0 ? correct[c] / seen[c] : 0.0);
   }
-  return {{"test_acc", total_correct / static_cast<double>(n)}, {"test_loss", loss_sum / static_cast<double>(n)}};
+  return {{"test_acc", total_correct / static_cast<double>(n)}, {"test_loss", loss_sum.item() / static_cast<double>(n)}};
 }
 
 inline std::string with_thousands(double value) {
