@@ -30,8 +30,18 @@ void copy_device_to_device(void* dst, int dst_device, const void* src, int src_d
     KILN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, s));
     return;
   }
-  // Queued on the source's stream, after the kernels that wrote `src`; the destination
-  // device's stream must not touch `dst` before the copy ends, so wait for it here.
+  // Queued on the source's stream, after the kernels that wrote `src`, and after the work
+  // already queued on the destination's stream: `dst` may be a cached block whose previous
+  // owner's kernels are still queued there. The destination stream must not touch `dst`
+  // before the copy ends, so the host waits for it here.
+  set_device(dst_device);
+  cudaEvent_t dst_ready = nullptr;
+  KILN_CUDA_CHECK(cudaEventCreateWithFlags(&dst_ready, cudaEventDisableTiming));
+  cudaError_t queued = cudaEventRecord(dst_ready, stream(dst_device));
+  if (queued == cudaSuccess) queued = cudaStreamWaitEvent(s, dst_ready, 0);
+  cudaEventDestroy(dst_ready);  // released once the wait is satisfied
+  KILN_CUDA_CHECK(queued);
+  set_device(src_device);  // the source's stream, on its own device
   KILN_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, nbytes, s));
   KILN_CUDA_CHECK(cudaStreamSynchronize(s));
 }

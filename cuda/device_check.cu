@@ -195,10 +195,14 @@ void raise_device_check_failure(int device) {
     std::lock_guard<std::mutex> lock(reports().mutex);
     if (!claimed()) return;  // another thread reported it meanwhile
     f = *r.host;
-    // The device flag first (queued in stream order, before any later check kernel), then
-    // the host's: if queueing failed, the report stays set rather than losing later ones.
-    KILN_CUDA_CHECK(cudaMemsetAsync(r.claim, 0, sizeof(unsigned int), stream(device)));
+    // The host's flag first, then the device's: no kernel writes the report while the
+    // device flag is set, so a check queued by another thread cannot record a failure
+    // that this clear would then erase. If the clear cannot be queued, the report stays.
     reinterpret_cast<volatile unsigned long long&>(r.host->claimed) = 0;
+    if (const cudaError_t e = cudaMemsetAsync(r.claim, 0, sizeof(unsigned int), stream(device)); e != cudaSuccess) {
+      reinterpret_cast<volatile unsigned long long&>(r.host->claimed) = 1;
+      KILN_CUDA_CHECK(e);
+    }
   }
   const std::string problem =
       f.kind == CheckKind::index_range
