@@ -17,6 +17,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "kiln/cuda/device.h"
+
 namespace kiln::profiler {
 
 namespace detail {
@@ -153,10 +155,12 @@ void Scope::begin(std::string_view name, Pass pass, int64_t bytes) {
   bytes_ = bytes;
   parent_ = t_innermost;
   t_innermost = this;
+  cuda::wait_for_all_devices();  // the GPU work queued before this scope is not its cost
   start_ns_ = now_ns();
 }
 
 void Scope::end() {
+  cuda::wait_for_all_devices();  // ... and the work queued inside it is (see profiler.h)
   const int64_t elapsed = now_ns() - start_ns_;
   t_innermost = parent_;
   if (parent_ != nullptr) parent_->nested_ns_ += elapsed;

@@ -20,6 +20,12 @@
 //   bytes  forward: the total size of the tensors the scope names (an op's inputs, what it
 //          reads; views name none, as they move no data); backward: the total size of the
 //          gradients it produced (which have the forward inputs' shapes).
+// On a GPU, ops only queue kernels, so a scope's wall time would be its launch cost. While
+// the profiler is on, every scope therefore waits for all GPU work kiln queued (on every
+// device it has used) when it starts and when it ends: a row's time is then the GPU time
+// of the kernels it queued, plus the host work, plus ~10 us of waiting per scope. A
+// profiled step runs slower than an unprofiled one (no overlap of host and GPU); the
+// shares are what the table is for.
 // Ops running in several threads (the DataLoader's thread, OpenMP workers) add to their own
 // thread's table; report() sums them all, so with overlapping threads the total can exceed
 // the wall time.

@@ -60,6 +60,18 @@ cudaStream_t stream(int device) {
   return slot;
 }
 
+bool wait_for_all_devices() noexcept {
+  Streams& s = streams();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  bool waited = false;
+  for (cudaStream_t stream : s.by_device) {
+    if (stream == nullptr) continue;
+    cudaStreamSynchronize(stream);  // errors: left for the next checked call (see device.h)
+    waited = true;
+  }
+  return waited;
+}
+
 void synchronize(int device) {
   KILN_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
   raise_device_check_failure(device);  // a value checked on the GPU was out of range

@@ -3,6 +3,8 @@
 // transposed and strided views, the folded nn::Linear case, empty sizes). Skipped with
 // the reason when no GPU is visible.
 #include "cuda_parity.h"
+#include "kiln/core/profiler.h"
+#include "kiln/cuda/event.h"
 
 using namespace kiln;
 using kiln::testing::check_cuda_matches_cpu;
@@ -138,4 +140,27 @@ TEST_CASE("[cuda] matmul refuses operands on different devices") {
   CHECK_THROWS_KILN(matmul(a, b), "matmul: tensors are on different devices");
   CHECK_THROWS_KILN(bmm(a.unsqueeze(0), b.unsqueeze(0)), "bmm: tensors are on different devices");
   CHECK_THROWS_KILN(linear(b, b, a.select(0, 0)), "linear: tensors are on different devices");
+}
+
+TEST_CASE("[cuda] the profiler times the GPU work an op queued, not its launch") {
+  if (skip_without_gpu()) return;
+  const Device gpu = Device::cuda();
+  const Tensor a = randn({2048, 2048}).to(gpu), b = randn({2048, 2048}).to(gpu);
+  (void)matmul(a, b);  // warm-up: cuBLAS handle, cached blocks
+  cuda::synchronize(gpu.index);
+  cuda::Event start(gpu.index), stop(gpu.index);
+  start.record();
+  (void)matmul(a, b);
+  stop.record();
+  const double gpu_ms = start.elapsed_ms(stop);  // ~0.3 ms on an H100; the launch is ~0.01 ms
+  profiler::reset();
+  profiler::set_enabled(true);
+  (void)matmul(a, b);
+  profiler::set_enabled(false);
+  double profiled_ms = 0;
+  for (const profiler::Entry& e : profiler::entries())
+    if (e.name == "matmul" && e.pass == profiler::Pass::forward) profiled_ms = e.seconds * 1e3;
+  profiler::reset();
+  CAPTURE(gpu_ms);
+  CHECK(profiled_ms >= 0.8 * gpu_ms);
 }
