@@ -40,9 +40,11 @@ std::vector<Tensor> make_seeds(const std::vector<Tensor>& outputs, const GradOpt
                ") does not require grad and has no grad_fn; did you run the forward under "
                "NoGradGuard or forget requires_grad_()?");
     if (!opts.grad_outputs.empty() && opts.grad_outputs[i].defined()) {
-      KILN_CHECK(opts.grad_outputs[i].shape() == out.shape(), api, ": grad_output ", i, " has shape ",
-                 shape_str(opts.grad_outputs[i].shape()), " but the output has shape ",
-                 shape_str(out.shape()));
+      const Tensor& g = opts.grad_outputs[i];
+      KILN_CHECK(g.shape() == out.shape(), api, ": grad_output ", i, " has shape ", shape_str(g.shape()),
+                 " but the output has shape ", shape_str(out.shape()));
+      KILN_CHECK(g.dtype() == out.dtype() && g.device() == out.device(), api, ": grad_output ", i, " is ",
+                 describe(g), " but the output is ", describe(out), "; the gradient must match its dtype and device");
       seeds.push_back(opts.grad_outputs[i]);
     } else {
       KILN_CHECK(out.numel() == 1, api, ": a gradient can be implied only for scalar outputs; output ",
@@ -108,7 +110,13 @@ std::vector<Tensor> run(const std::vector<Tensor>& outputs, const std::vector<Te
     autograd::Grads input_grads;
     if (grad.defined()) {
       for (const TensorHook& hook : node->pre_hooks)
-        if (Tensor replaced = hook(grad); replaced.defined()) grad = replaced;
+        if (Tensor replaced = hook(grad); replaced.defined()) {
+          KILN_CHECK(replaced.shape() == grad.shape() && replaced.dtype() == grad.dtype() &&
+                         replaced.device() == grad.device(),
+                     "a gradient hook on the output of '", node->name(), "' returned ", describe(replaced),
+                     " in place of ", describe(grad), "; a replacement must keep the shape, dtype and device");
+          grad = replaced;
+        }
       for (const TensorHook& hook : node->retain_grad_hooks) hook(grad);  // see the final gradient
       if (auto c = capture_index.find(node.get()); c != capture_index.end()) captured[c->second] = grad;
       const bool is_leaf_sink = dynamic_cast<autograd::AccumulateGrad*>(node.get()) != nullptr;

@@ -16,7 +16,7 @@ namespace {
 Tensor projection_like(const Tensor& out) {
   std::vector<double> v(static_cast<size_t>(out.numel()));
   for (size_t k = 0; k < v.size(); ++k) v[k] = 0.5 + std::cos(1.7 * static_cast<double>(k) + 0.3);
-  return from_vector(v, out.shape(), {.dtype = f64});
+  return from_vector(v, out.shape(), {.dtype = f64}).to(out.device());
 }
 
 double projected(const GradcheckFn& fn, const std::vector<Tensor>& inputs, const Tensor& v) {
@@ -45,9 +45,18 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
   std::vector<Tensor> analytical =
       grad({sum(out * v)}, diff_inputs, {.allow_unused = true});
 
-  // Numerical: perturb one element at a time in detached copies of the inputs.
-  std::vector<Tensor> probe;
-  for (const Tensor& t : inputs) probe.push_back(t.requires_grad() ? t.detach().clone() : t);
+  // Numerical: perturb one element at a time in detached copies of the inputs. The
+  // perturbation is written on the host, so a GPU input's copy lives on the CPU and each
+  // evaluation moves it back to the input's device.
+  std::vector<Tensor> host_copy(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].requires_grad()) host_copy[i] = inputs[i].detach().to(Device::cpu()).contiguous().clone();
+  const auto perturbed_inputs = [&] {
+    std::vector<Tensor> probe;
+    for (size_t i = 0; i < inputs.size(); ++i)
+      probe.push_back(host_copy[i].defined() ? host_copy[i].to(inputs[i].device()) : inputs[i]);
+    return probe;
+  };
   GradcheckResult result;
   size_t which = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -55,13 +64,13 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
     const Tensor& a = analytical[which];
     const std::vector<double> a_values =
         a.defined() ? a.to_vector<double>() : std::vector<double>(static_cast<size_t>(inputs[i].numel()), 0.0);
-    double* x = probe[i].data<double>();
-    for (int64_t k = 0; k < probe[i].numel(); ++k) {
+    double* x = host_copy[i].data<double>();
+    for (int64_t k = 0; k < host_copy[i].numel(); ++k) {
       const double saved = x[k];
       x[k] = saved + opts.eps;
-      const double plus = projected(fn, probe, v);
+      const double plus = projected(fn, perturbed_inputs(), v);
       x[k] = saved - opts.eps;
-      const double minus = projected(fn, probe, v);
+      const double minus = projected(fn, perturbed_inputs(), v);
       x[k] = saved;
       const double numerical = (plus - minus) / (2 * opts.eps);
       const double analytic = a_values[static_cast<size_t>(k)];

@@ -32,7 +32,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_padding_ma
                "MultiHeadAttention: key_padding_mask must be bool (B, L) = [", B, ", ", L, "], got ",
                describe(key_padding_mask));
     // An additive mask, -inf on padded keys, broadcast over heads and queries.
-    attention.mask = masked_fill(zeros({B, 1, 1, L}, {.dtype = x.dtype()}), key_padding_mask.reshape({B, 1, 1, L}),
+    attention.mask = masked_fill(zeros({B, 1, 1, L}, {.dtype = x.dtype(), .device = x.device()}), key_padding_mask.reshape({B, 1, 1, L}),
                                  -std::numeric_limits<double>::infinity());
   }
   const Tensor out =

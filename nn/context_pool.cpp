@@ -95,17 +95,19 @@ void init_predictor(Tensor& weight, Tensor& bias, const ContextPoolModuleOptions
 // m and s from the predictor's logits (B, spatial..., channels), channels last, weight
 // logit first; `shape` is m's shape, (B, spatial...). The size logits are taken at the
 // output positions by `at_outputs` (the identity in 1-D, every stride-th cell in 2-D).
+// Fixed m or s are made with `like`: the input's dtype and device.
 template <class AtOutputs>
 std::pair<Tensor, Tensor> weights_and_sizes(const Tensor& logits, const Shape& shape, const Shape& out_shape,
-                                            DType dtype, const ContextPoolModuleOptions& o, AtOutputs at_outputs) {
+                                            const TensorOptions& like, const ContextPoolModuleOptions& o,
+                                            AtOutputs at_outputs) {
   int64_t channel = 0;
-  const Tensor m = learns_weights(o.mode) ? sigmoid(logits.select(-1, channel++)) : ones(shape, {.dtype = dtype});
+  const Tensor m = learns_weights(o.mode) ? sigmoid(logits.select(-1, channel++)) : ones(shape, like);
   if (learns_size(o.mode)) {
     const Tensor b = at_outputs(logits.select(-1, channel));
     return {m, o.s_min + (o.s_max - o.s_min) * sigmoid(b)};
   }
   const double size = o.mode == Mode::uniform ? std::numeric_limits<double>::infinity() : o.size;
-  return {m, full(out_shape, size, {.dtype = dtype})};
+  return {m, full(out_shape, size, like)};
 }
 
 // ---- the predictor's convolution, channels last ----------------------------------------
@@ -206,7 +208,8 @@ ContextPoolOutput ContextPool1d::forward_with_stats(const Tensor& x) const {
              ") with n > 0, got ", describe(x));
   const int64_t B = x.size(0), n = x.size(1);
   const Tensor logits = predictor ? conv1d_channels_last(x, *predictor, options_.causal ? 2 : 1) : Tensor();
-  auto [m, s] = weights_and_sizes(logits, {B, n}, {B, n}, x.dtype(), options_, [](const Tensor& b) { return b; });
+  auto [m, s] = weights_and_sizes(logits, {B, n}, {B, n}, {.dtype = x.dtype(), .device = x.device()}, options_,
+                                  [](const Tensor& b) { return b; });
   Tensor y = context_pool(x, m, s, op_options(options_));
   if (options_.residual) y = x + y;
   return {y, m, s};
@@ -242,7 +245,8 @@ ContextPoolOutput pool_2d(const Tensor& nhwc, const Conv2d* predictor, const Con
     return stride == 1 ? b : b.slice(1, 0, b.size(1), stride).slice(2, 0, b.size(2), stride);
   };
   const Tensor logits = predictor ? conv2d_channels_last(nhwc, *predictor) : Tensor();  // (B, H, W, channels)
-  auto [m, s] = weights_and_sizes(logits, {B, H, W}, {B, H_out, W_out}, nhwc.dtype(), o, at_outputs);
+  auto [m, s] = weights_and_sizes(logits, {B, H, W}, {B, H_out, W_out},
+                                  {.dtype = nhwc.dtype(), .device = nhwc.device()}, o, at_outputs);
   Tensor y = context_pool2d(nhwc, m, s, op_options(o));
   if (o.residual) y = nhwc + y;
   return {y, m, s};

@@ -99,9 +99,22 @@ TEST_CASE("hooks see and can replace gradients; retain_grad keeps non-leaf grads
   check_values(x.grad(), {6, 6});
 }
 
+TEST_CASE("a hook's replacement gradient must keep the gradient's shape, dtype and device") {
+  Tensor x = from_vector<double>({1, 2}).requires_grad_();
+  Tensor h = x * 3.0;
+  h.register_hook([](const Tensor& g) { return sum(g); });  // a scalar for a (2) gradient
+  CHECK_THROWS_KILN(sum(h).backward(), "returned f64[] in place of f64[2]; a replacement must keep the shape");
+  Tensor k = x * 3.0;
+  k.register_hook([](const Tensor& g) { return g.to(f32); });
+  CHECK_THROWS_KILN(sum(k).backward(), "returned f32[2] in place of f64[2]");
+}
+
 TEST_CASE("backward of a non-scalar needs an explicit gradient") {
   Tensor x = from_vector<double>({1, 2}).requires_grad_();
   CHECK_THROWS_KILN((x * 2.0).backward(), "scalar outputs");
+  // An explicit gradient must match the output's shape, dtype (and device: test_cuda_models.cpp).
+  CHECK_THROWS_KILN((x * 2.0).backward(ones({3}, {.dtype = f64})), "has shape [3] but the output has shape [2]");
+  CHECK_THROWS_KILN((x * 2.0).backward(ones({2})), "grad_output 0 is f32[2] but the output is f64[2]");
   Tensor z = from_vector<double>({1, 2});
   CHECK_THROWS_KILN(sum(z).backward(), "does not require grad");
 }

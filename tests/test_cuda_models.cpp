@@ -445,4 +445,51 @@ TEST_CASE("[cuda] a model and its data on different devices are clear errors") {
   nn::Trainer trainer(*on_gpu.model, *on_gpu.optimizer, options);
   CHECK_THROWS_KILN(trainer.fit(on_gpu.loader, [](const nn::data::Batch&) { return Tensor(); }),
                     "Trainer: parameter 'wte.weight' is on cuda:0 but TrainerOptions::device is cpu");
+
+  // A gradient seed on another device than its output is refused before any kernel runs
+  // (a fused backward would otherwise hand a host pointer to a GPU kernel).
+  const Tensor w = randn({3}).to(kGpu).requires_grad_();
+  CHECK_THROWS_KILN(softmax(w, 0).backward(ones({3})), "the gradient must match its dtype and device");
+}
+
+// ---- tensors a module or helper makes itself ----------------------------------------------
+
+TEST_CASE("[cuda] modules and helpers that make their own tensors make them on the input's device") {
+  if (skip_without_gpu()) return;
+  // Two copies of a module from the same seed, the second moved to the GPU; both must give
+  // the same output for the same input.
+  const auto compare = [](const std::string& what, const auto& make, const Tensor& x, auto&& run) {
+    manual_seed(5);
+    auto on_cpu = make();
+    manual_seed(5);
+    auto on_gpu = make();
+    on_gpu->to(kGpu);
+    check_close_to(run(*on_gpu, x.to(kGpu)), run(*on_cpu, x), 1e-4, what);
+  };
+  // MultiHeadAttention's additive mask for key_padding_mask.
+  const Tensor pad = gt(uniform(0, 1, {2, 5}), 0.7);
+  compare("MultiHeadAttention with key_padding_mask", [] { return std::make_shared<nn::MultiHeadAttention>(8, 2); },
+          randn({2, 5, 8}),
+          [&](const nn::MultiHeadAttention& m, const Tensor& x) { return m.forward(x, pad.to(x.device())); });
+  // ContextPool's constant m (size_only, uniform) and constant s (fixed_size, weights_only, uniform).
+  using Mode = nn::ContextPoolMode;
+  for (Mode mode : {Mode::fixed_size, Mode::weights_only, Mode::size_only, Mode::uniform}) {
+    const nn::ContextPoolModuleOptions o{.mode = mode, .size = 1.5};
+    compare("ContextPool1d " + nn::to_string(mode), [&] { return std::make_shared<nn::ContextPool1d>(6, o); },
+            randn({2, 7, 6}), [](const nn::ContextPool1d& m, const Tensor& x) { return m.forward(x); });
+    compare("ContextPool2d " + nn::to_string(mode), [&] { return std::make_shared<nn::ContextPool2d>(6, o); },
+            randn({2, 4, 5, 6}), [](const nn::ContextPool2d& m, const Tensor& x) { return m.forward(x); });
+  }
+  // TensorDataset over GPU tensors: its batch index is moved to each tensor's device.
+  const Tensor inputs = randn({6, 3}), targets = randint(0, 4, {6});
+  const nn::data::TensorDataset on_gpu(inputs.to(kGpu), targets.to(kGpu));
+  const nn::data::Batch batch = on_gpu.get_batch({4, 0, 4});
+  check_close_to(batch.input, index_select(inputs, 0, from_vector<int64_t>({4, 0, 4})), 0, "TensorDataset input");
+  CHECK(batch.target.to(kCpu).to_vector<int64_t>() == std::vector<int64_t>{targets.to_vector<int64_t>()[4],
+                                                                              targets.to_vector<int64_t>()[0],
+                                                                              targets.to_vector<int64_t>()[4]});
+  // gradcheck of a GPU op: perturbed on the host, evaluated on the GPU.
+  const Tensor w = randn({3, 4}, {.dtype = f64}).to(kGpu).requires_grad_();
+  const GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return tanh(in[0]) * in[0]; }, {w});
+  CHECK_MESSAGE(r.ok, r.message);
 }

@@ -74,8 +74,9 @@ Example TensorDataset::get(int64_t index) const {
 Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
   KILN_CHECK(!indices.empty(), "TensorDataset: get_batch needs at least one index");
   for (int64_t i : indices) check_index(i);
-  const Tensor rows = from_vector(indices);
-  return {index_select(inputs_, 0, rows), targets_.defined() ? index_select(targets_, 0, rows) : Tensor()};
+  const Tensor rows = from_vector(indices);  // on the CPU; each tensor gets it on its own device
+  return {index_select(inputs_, 0, rows.to(inputs_.device())),
+          targets_.defined() ? index_select(targets_, 0, rows.to(targets_.device())) : Tensor()};
 }
 
 }  // namespace kiln::nn::data
