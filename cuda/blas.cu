@@ -86,16 +86,37 @@ void gemm_strided_batched<double>(int device, bool trans_a, bool trans_b, int64_
                                               checked_int(batch, "batch")));
 }
 
-void gemm_strided_batched_bf16(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                               const bfloat16* A, int64_t lda, int64_t stride_a, const bfloat16* B, int64_t ldb,
-                               int64_t stride_b, float beta, bfloat16* C, int64_t ldc, int64_t stride_c,
-                               int64_t batch) {
+namespace {
+
+// bf16 A and B, C of type c_type (bf16 or f32), f32 accumulation.
+void gemm_bf16_operands(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                        const bfloat16* A, int64_t lda, int64_t stride_a, const bfloat16* B, int64_t ldb,
+                        int64_t stride_b, float beta, void* C, cudaDataType c_type, int64_t ldc, int64_t stride_c,
+                        int64_t batch) {
   if (m == 0 || n == 0 || batch == 0) return;
   KILN_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       handle(device), op(trans_b), op(trans_a), checked_int(n, "n"), checked_int(m, "m"), checked_int(k, "k"),
       &alpha, B, CUDA_R_16BF, checked_int(ldb, "ldb"), stride_b, A, CUDA_R_16BF, checked_int(lda, "lda"), stride_a,
-      &beta, C, CUDA_R_16BF, checked_int(ldc, "ldc"), stride_c, checked_int(batch, "batch"), CUBLAS_COMPUTE_32F,
+      &beta, C, c_type, checked_int(ldc, "ldc"), stride_c, checked_int(batch, "batch"), CUBLAS_COMPUTE_32F,
       CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace
+
+void gemm_strided_batched_bf16(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                               const bfloat16* A, int64_t lda, int64_t stride_a, const bfloat16* B, int64_t ldb,
+                               int64_t stride_b, float beta, bfloat16* C, int64_t ldc, int64_t stride_c,
+                               int64_t batch) {
+  gemm_bf16_operands(device, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+                     CUDA_R_16BF, ldc, stride_c, batch);
+}
+
+void gemm_strided_batched_bf16(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                               const bfloat16* A, int64_t lda, int64_t stride_a, const bfloat16* B, int64_t ldb,
+                               int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c,
+                               int64_t batch) {
+  gemm_bf16_operands(device, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+                     CUDA_R_32F, ldc, stride_c, batch);
 }
 
 }  // namespace kiln::cuda

@@ -24,11 +24,16 @@ KILN_CUDA_ENTRY(void gemm_strided_batched(int device, bool trans_a, bool trans_b
                                           int64_t stride_b, T beta, T* C, int64_t ldc, int64_t stride_c,
                                           int64_t batch))
 
-// The same product for mixed precision: bf16 A, B and C, f32 accumulation on tensor
-// cores (CUBLAS_COMPUTE_32F), alpha and beta in f32.
+// The same product for mixed precision: bf16 A and B, f32 accumulation on tensor cores
+// (CUBLAS_COMPUTE_32F), alpha and beta in f32; C in bf16 (rounded once, at the end) or,
+// for autocast's products, in f32 (not rounded: the f32 accumulator is the result).
 KILN_CUDA_ENTRY(void gemm_strided_batched_bf16(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                                                float alpha, const bfloat16* A, int64_t lda, int64_t stride_a,
                                                const bfloat16* B, int64_t ldb, int64_t stride_b, float beta,
                                                bfloat16* C, int64_t ldc, int64_t stride_c, int64_t batch))
+KILN_CUDA_ENTRY(void gemm_strided_batched_bf16(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                               float alpha, const bfloat16* A, int64_t lda, int64_t stride_a,
+                                               const bfloat16* B, int64_t ldb, int64_t stride_b, float beta,
+                                               float* C, int64_t ldc, int64_t stride_c, int64_t batch))
 
 }  // namespace kiln::cuda

@@ -183,15 +183,17 @@ BatchRuns batch_runs(const Tensor& a2, const Tensor& b2, const Shape& batch) {
 template <class T>
 using GemmScalar = std::conditional_t<std::is_same_v<T, bfloat16>, float, T>;
 
-// cuda::gemm_strided_batched with alpha = 1, for f32, f64 and bf16 operands.
-template <class T>
+// cuda::gemm_strided_batched with alpha = 1, for f32, f64 and bf16 operands; the result
+// (TOut) has the operands' dtype, or is f32 for bf16 operands (autocast's products).
+template <class T, class TOut>
 void cuda_gemm(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* A, int64_t lda,
-               int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, GemmScalar<T> beta, T* C, int64_t ldc,
+               int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, GemmScalar<T> beta, TOut* C, int64_t ldc,
                int64_t stride_c, int64_t batch) {
   if constexpr (std::is_same_v<T, bfloat16>) {
     cuda::gemm_strided_batched_bf16(device, trans_a, trans_b, m, n, k, 1.0f, A, lda, stride_a, B, ldb, stride_b, beta,
                                     C, ldc, stride_c, batch);
   } else {
+    static_assert(std::is_same_v<T, TOut>, "only bf16 operands have a result of another dtype");
     cuda::gemm_strided_batched<T>(device, trans_a, trans_b, m, n, k, T(1), A, lda, stride_a, B, ldb, stride_b, beta,
                                   C, ldc, stride_c, batch);
   }
@@ -199,7 +201,7 @@ void cuda_gemm(int device, bool trans_a, bool trans_b, int64_t m, int64_t n, int
 
 // The batched product on CUDA: one strided-batched cuBLAS call per run of the batch.
 // a_off / b_off are every matrix's offset (batch_offsets); out is contiguous.
-template <class T>
+template <class T, class TOut>
 void run_cuda_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tensor& out, GemmScalar<T> beta) {
   const GemmOperand A = *gemm_operand(a2), B = *gemm_operand(b2);
   const int64_t m = a2.size(-2), k = a2.size(-1), n = b2.size(-1);
@@ -209,15 +211,16 @@ void run_cuda_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tens
   const BatchRuns runs = batch_runs(a2, b2, batch);
   for (int64_t first = 0; first < total; first += runs.run) {
     const size_t f = static_cast<size_t>(first);
-    cuda_gemm<T>(out.device().index, A.transposed, B.transposed, m, n, k, a2.data<T>() + a_off[f], A.ld, runs.a_step,
-                 b2.data<T>() + b_off[f], B.ld, runs.b_step, beta, out.data<T>() + first * m * n, n, m * n, runs.run);
+    cuda_gemm<T, TOut>(out.device().index, A.transposed, B.transposed, m, n, k, a2.data<T>() + a_off[f], A.ld,
+                       runs.a_step, b2.data<T>() + b_off[f], B.ld, runs.b_step, beta, out.data<TOut>() + first * m * n,
+                       n, m * n, runs.run);
   }
 }
 
 // out (batch..., m, n) = a2 · b2 (+ bias over rows) for >= 2-D operands the GEMM can
 // read in place. out is contiguous; with a bias it already holds the bias rows and the
-// GEMM accumulates onto them (beta = 1).
-template <class T>
+// GEMM accumulates onto them (beta = 1). TOut: out's element type (see cuda_gemm).
+template <class T, class TOut = T>
 void run_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tensor& out, bool accumulate) {
   const GemmOperand A = *gemm_operand(a2), B = *gemm_operand(b2);
   const int64_t m = a2.size(-2), k = a2.size(-1), n = b2.size(-1);
@@ -227,7 +230,7 @@ void run_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tensor& o
     if (!accumulate) out.zero_();
     return;
   }
-  T* C = out.data<T>();
+  TOut* C = out.data<TOut>();
   // A plain matrix on the right and row-major rows on the left that continue across
   // a's batch dims: one (batch * m) x k GEMM.
   const std::optional<int64_t> row_stride = merged_stride(a2, a2.dim() - 1);
@@ -235,17 +238,17 @@ void run_gemms(const Tensor& a2, const Tensor& b2, const Shape& batch, Tensor& o
     const int64_t rows = numel_of(batch) * m;
     if (auto folded = gemm_operand(rows, k, *row_stride, a2.strides().back())) {
       if (on_cuda) {
-        cuda_gemm<T>(out.device().index, false, B.transposed, rows, n, k, a2.data<T>(), folded->ld, 0, b2.data<T>(),
-                     B.ld, 0, beta, C, n, 0, 1);
-      } else if constexpr (!std::is_same_v<T, bfloat16>) {
+        cuda_gemm<T, TOut>(out.device().index, false, B.transposed, rows, n, k, a2.data<T>(), folded->ld, 0,
+                           b2.data<T>(), B.ld, 0, beta, C, n, 0, 1);
+      } else if constexpr (std::is_same_v<T, TOut> && !std::is_same_v<T, bfloat16>) {
         cpu::gemm<T>(false, B.transposed, rows, n, k, T(1), a2.data<T>(), folded->ld, b2.data<T>(), B.ld, beta, C,
                      n);
       }
       return;
     }
   }
-  if (on_cuda) return run_cuda_gemms<T>(a2, b2, batch, out, beta);
-  if constexpr (!std::is_same_v<T, bfloat16>) {  // bf16 computes on GPUs only (dispatch_gemm)
+  if (on_cuda) return run_cuda_gemms<T, TOut>(a2, b2, batch, out, beta);
+  if constexpr (std::is_same_v<T, TOut> && !std::is_same_v<T, bfloat16>) {  // bf16: GPUs only (dispatch_gemm)
     const std::vector<int64_t> a_off = batch_offsets(a2, batch), b_off = batch_offsets(b2, batch);
     std::vector<int64_t> c_off(a_off.size());
     for (size_t i = 0; i < c_off.size(); ++i) c_off[i] = static_cast<int64_t>(i) * m * n;
@@ -264,9 +267,19 @@ void dispatch_gemm(const Tensor& a, const char* op, F&& f) {
 }
 
 // a · b with NumPy semantics, plus an optional bias (n) added to every row; no
-// autograd (the public ops record their own node). Arguments are already checked.
-Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Tensor& bias = {}) {
+// autograd (the public ops record their own node). Arguments are already checked. The
+// result has the operands' dtype, or f32 for bf16 operands when `result_dtype` says so
+// (autocast's products: f32 accumulation, nothing rounded to bf16 at the end).
+Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Tensor& bias = {},
+                      std::optional<DType> result_dtype = std::nullopt) {
   NoGradGuard no_grad;  // the helper views below are internal
+  const DType out_dtype = result_dtype.value_or(a.dtype());
+  const bool bf16_to_f32 = out_dtype != a.dtype();
+  KILN_CHECK(!bf16_to_f32 || (a.dtype() == bf16 && out_dtype == f32), op, ": no ", dtype_name(a.dtype()),
+             " product with a ", dtype_name(out_dtype), " result");
+  // On the CPU, where bf16 only stores values, the same products in f32: widening bf16
+  // is exact, so this is the GPU's computation up to the order of the f32 sums.
+  if (bf16_to_f32 && a.device().is_cpu()) return matmul_forward(op, a.to(f32), b.to(f32), bias);
   // A 1-D a is a row (1, k), a 1-D b a column (k, 1); the added dim leaves the result.
   const Tensor a2 = gemm_readable(a.dim() == 1 ? a.unsqueeze(0) : a);
   const Tensor b2 = gemm_readable(b.dim() == 1 ? b.unsqueeze(1) : b);
@@ -275,9 +288,13 @@ Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Te
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = empty(out_shape, {.dtype = a.dtype(), .device = a.device()});
+  Tensor out = empty(out_shape, {.dtype = out_dtype, .device = a.device()});
   if (bias.defined()) out.copy_(bias);  // out starts as the bias repeated on every row
-  dispatch_gemm(a, op, [&]<class T>() { run_gemms<T>(a2, b2, batch, out, bias.defined()); });
+  if (bf16_to_f32) {
+    run_gemms<bfloat16, float>(a2, b2, batch, out, bias.defined());
+  } else {
+    dispatch_gemm(a, op, [&]<class T>() { run_gemms<T>(a2, b2, batch, out, bias.defined()); });
+  }
   Shape result = batch;
   if (a.dim() > 1) result.push_back(m);
   if (b.dim() > 1) result.push_back(n);
@@ -288,28 +305,92 @@ Tensor matmul_forward(const char* op, const Tensor& a, const Tensor& b, const Te
 
 // dA = dC · B^T and dB = A^T · dC on the operands promoted to >= 2-D, each summed over
 // the batch dims its operand was broadcast along and reshaped back (dropping the
-// promoted dim). Shared by matmul and bmm; s holds {a, b}.
-Grads matmul_backward(const Tensor& grad, const Saved& s) {
-  const Tensor &a = s[0], &b = s[1];
+// promoted dim). `product(x, y)` forms each matrix product: matmul (recorded, so the
+// backward is differentiable) or, for autocast's nodes, a bf16 product with an f32 result.
+template <class Product>
+Grads matmul_grads(const Tensor& grad, const Tensor& a, const Tensor& b, bool need_a, bool need_b,
+                   const Product& product) {
   const Tensor a2 = a.dim() == 1 ? a.unsqueeze(0) : a;
   const Tensor b2 = b.dim() == 1 ? b.unsqueeze(1) : b;
   Tensor g2 = grad;  // grad with the promoted dims put back: (batch..., m, n)
   if (b.dim() == 1) g2 = g2.unsqueeze(-1);
   if (a.dim() == 1) g2 = g2.unsqueeze(-2);
   Tensor ga, gb;
-  if (s.needs_grad(0)) ga = sum_to(matmul(g2, b2.transpose(-1, -2)), a2.shape()).reshape(a.shape());
-  if (s.needs_grad(1)) {
+  if (need_a) ga = sum_to(product(g2, b2.transpose(-1, -2)), a2.shape()).reshape(a.shape());
+  if (need_b) {
     if (b2.dim() == 2 && a2.dim() > 2) {
       // b was shared by the whole batch: fold the batch into rows, one GEMM
       // (k x batch*m)·(batch*m x n), instead of a batch of products summed afterwards.
       const int64_t rows = leading_rows(a2);
       const Tensor a_rows = a2.reshape({rows, a2.size(-1)}), g_rows = g2.reshape({rows, g2.size(-1)});
-      gb = matmul(a_rows.t(), g_rows).reshape(b.shape());
+      gb = product(a_rows.t(), g_rows).reshape(b.shape());
     } else {
-      gb = sum_to(matmul(a2.transpose(-1, -2), g2), b2.shape()).reshape(b.shape());
+      gb = sum_to(product(a2.transpose(-1, -2), g2), b2.shape()).reshape(b.shape());
     }
   }
   return {ga, gb};
+}
+
+// matmul's and bmm's rule; s holds {a, b}.
+Grads matmul_backward(const Tensor& grad, const Saved& s) {
+  return matmul_grads(grad, s[0], s[1], s.needs_grad(0), s.needs_grad(1),
+                      [](const Tensor& x, const Tensor& y) { return matmul(x, y); });
+}
+
+// ---- bf16 products under autocast ------------------------------------------------------
+// Under AutocastGuard, matmul, bmm and linear of f32 GPU tensors round their operands to
+// bf16 once and multiply them on tensor cores, accumulating in f32 and writing the f32
+// product directly (cuBLAS bf16 x bf16 -> f32; linear's bias is the GEMM's C, as in f32):
+// no bf16 result to widen and no separate bias pass. Each is one node, which keeps the
+// bf16 operands for the backward (half the memory of f32 ones). The backward rounds the
+// incoming f32 gradient to bf16 and forms both operand gradients the same way, in f32.
+
+// The f32 product of two bf16 operands (no autograd).
+Tensor bf16_product(const Tensor& x, const Tensor& y) { return matmul_forward("matmul", x, y, {}, f32); }
+
+// The incoming gradient of a bf16 node, rounded for the tensor cores. Double backward
+// would need the graph of the f32 operands, which the node does not keep.
+Tensor bf16_grad(const char* op, const Tensor& grad) {
+  KILN_CHECK(!GradMode::is_enabled(), op, ": double backward (create_graph) through a bf16 product of ",
+             "AutocastGuard is not supported; run that forward outside the guard");
+  return grad.to(bf16);
+}
+
+// matmul / bmm of f32 operands a and b, in bf16 (see above). Arguments are checked.
+Tensor autocast_matmul(const char* op, const Tensor& a, const Tensor& b) {
+  Tensor a_bf16, b_bf16;
+  {
+    NoGradGuard no_grad;
+    a_bf16 = a.to(bf16);
+    b_bf16 = b.to(bf16);
+  }
+  Tensor out = matmul_forward(op, a_bf16, b_bf16, {}, f32);
+  autograd::record(op, out, {a, b}, {a_bf16, b_bf16}, [op](const Tensor& g, const Saved& s) {
+    return matmul_grads(bf16_grad(op, g), s[0], s[1], s.needs_grad(0), s.needs_grad(1), bf16_product);
+  });
+  return out;
+}
+
+// linear of f32 x, weight and bias, in bf16 (see above). Arguments are checked.
+Tensor autocast_linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  Tensor x_bf16, w_bf16;
+  {
+    NoGradGuard no_grad;
+    x_bf16 = x.to(bf16);
+    w_bf16 = weight.to(bf16);
+  }
+  Tensor out = matmul_forward("linear", x_bf16, w_bf16.t(), bias, f32);
+  autograd::record("linear", out, {x, weight, bias}, {x_bf16, w_bf16}, [](const Tensor& g, const Saved& s) {
+    const Tensor &x16 = s[0], &w16 = s[1];
+    const int64_t in = w16.size(1), out_features = w16.size(0), rows = leading_rows(x16);
+    const Tensor g16 = bf16_grad("linear", g);
+    Tensor gx, gw, gb;
+    if (s.needs_grad(0)) gx = bf16_product(g16, w16);
+    if (s.needs_grad(1)) gw = bf16_product(g16.reshape({rows, out_features}).t(), x16.reshape({rows, in}));
+    if (s.needs_grad(2)) gb = sum_to(g, {out_features});
+    return Grads{gx, gw, gb};
+  });
+  return out;
 }
 
 }  // namespace
@@ -319,7 +400,7 @@ Grads matmul_backward(const Tensor& grad, const Saved& s) {
 Tensor matmul(const Tensor& a, const Tensor& b) {
   KILN_PROFILE_SCOPE("matmul", a, b);
   check_matmul_args("matmul", a, b);
-  if (Autocast::applies_to(a) && Autocast::applies_to(b)) return matmul(a.to(bf16), b.to(bf16)).to(f32);
+  if (Autocast::applies_to(a) && Autocast::applies_to(b)) return autocast_matmul("matmul", a, b);
   Tensor out = matmul_forward("matmul", a, b);
   autograd::record("matmul", out, {a, b}, {a, b}, matmul_backward);
   return out;
@@ -333,7 +414,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   KILN_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-D tensors, got ", describe(a), " and ", describe(b));
   KILN_CHECK(a.size(0) == b.size(0), "bmm: batch sizes differ (", describe(a), " and ", describe(b), ")");
   check_matmul_args("bmm", a, b);
-  if (Autocast::applies_to(a) && Autocast::applies_to(b)) return bmm(a.to(bf16), b.to(bf16)).to(f32);
+  if (Autocast::applies_to(a) && Autocast::applies_to(b)) return autocast_matmul("bmm", a, b);
   Tensor out = matmul_forward("bmm", a, b);
   autograd::record("bmm", out, {a, b}, {a, b}, matmul_backward);
   return out;
@@ -360,12 +441,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     KILN_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias must have shape [",
                weight.size(0), "] to match weight ", shape_str(weight.shape()), ", got ", describe(bias));
   }
-  if (Autocast::applies_to(x) && Autocast::applies_to(weight)) {
-    // The product in bf16, the bias added in f32 (a bf16 bias would need bf16 reductions
-    // for its gradient, and gains nothing).
-    const Tensor product = linear(x.to(bf16), weight.to(bf16)).to(f32);
-    return bias.defined() ? product + bias : product;
-  }
+  // The bias stays f32 (a bf16 bias would need bf16 reductions for its gradient, and gains nothing).
+  if (Autocast::applies_to(x) && Autocast::applies_to(weight)) return autocast_linear(x, weight, bias);
   Tensor w_t;
   {
     NoGradGuard no_grad;

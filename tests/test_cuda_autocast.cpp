@@ -9,6 +9,13 @@ using namespace kiln;
 using kiln::testing::check_close;
 using kiln::testing::skip_without_gpu;
 
+namespace {
+
+// What the tensor cores multiply: t rounded to bf16, as f32 on the CPU.
+Tensor bf16_rounded(const Tensor& t) { return t.to(Device::cpu()).to(bf16).to(f32); }
+
+}  // namespace
+
 TEST_CASE("the autocast guard is per thread, nests, and leaves CPU ops alone") {
   CHECK_FALSE(Autocast::is_enabled());
   {
@@ -63,6 +70,11 @@ TEST_CASE("[cuda] under autocast, linear/matmul/bmm take f32 and give f32, with 
   // bf16 keeps 8 bits of mantissa: each product term is off by ~2^-9 relative.
   check_close(mixed.to(Device::cpu()), reference.to(Device::cpu()), 5e-2, 2e-2);
 
+  // More precisely: the exact products of the bf16-rounded operands, summed in f32 and not
+  // rounded afterwards, i.e. the f32 linear of the rounded tensors up to the order of the sums.
+  const Tensor cpu_bias = bias.to(Device::cpu()).detach();
+  check_close(mixed.to(Device::cpu()), linear(bf16_rounded(x), bf16_rounded(w), cpu_bias), 1e-4, 1e-4);
+
   const Tensor upstream = randn(mixed.shape()).to(gpu);
   const std::vector<Tensor> exact = grad({sum(reference * upstream)}, {x, w, bias});
   const std::vector<Tensor> approx = grad({sum(mixed * upstream)}, {x, w, bias});
@@ -73,6 +85,37 @@ TEST_CASE("[cuda] under autocast, linear/matmul/bmm take f32 and give f32, with 
     const double scale = kiln::max(kiln::abs(exact[i])).item<double>();
     check_close(approx[i].to(Device::cpu()), exact[i].to(Device::cpu()), 2e-2 * scale, 2e-2);
   }
+  // The gradients the same way: the upstream gradient rounded to bf16 meets the rounded
+  // operands; the bias gradient sums the unrounded upstream gradient.
+  const Tensor g16 = bf16_rounded(upstream).reshape({64, 48});
+  check_close(approx[0].to(Device::cpu()), matmul(g16, bf16_rounded(w)).reshape(x.shape()), 1e-4, 1e-4);
+  check_close(approx[1].to(Device::cpu()), matmul(g16.t(), bf16_rounded(x).reshape({64, 96})), 1e-4, 1e-4);
+  check_close(approx[2].to(Device::cpu()), sum(upstream.to(Device::cpu()).reshape({64, 48}), {0}), 1e-5, 1e-5);
+  // matmul with a broadcast batch, both gradients: the same rule.
+  {
+    const Tensor a = randn({3, 5, 8}).to(gpu).requires_grad_(), b = randn({8, 6}).to(gpu).requires_grad_();
+    Tensor c;
+    {
+      AutocastGuard bf16_products;
+      c = matmul(a, b);
+    }
+    const Tensor gc = randn({3, 5, 6});
+    const std::vector<Tensor> g = grad({sum(c * gc.to(gpu))}, {a, b});
+    check_close(c.to(Device::cpu()), matmul(bf16_rounded(a), bf16_rounded(b)), 1e-4, 1e-4);
+    check_close(g[0].to(Device::cpu()), matmul(bf16_rounded(gc), bf16_rounded(b).t()), 1e-4, 1e-4);
+    check_close(g[1].to(Device::cpu()), matmul(bf16_rounded(a).reshape({15, 8}).t(), bf16_rounded(gc).reshape({15, 6})),
+                1e-4, 1e-4);
+  }
+  // Double backward through a bf16 product is refused, not silently wrong.
+  {
+    const Tensor a = randn({4, 4}).to(gpu).requires_grad_();
+    Tensor c;
+    {
+      AutocastGuard bf16_products;
+      c = matmul(a, a);
+    }
+    CHECK_THROWS_KILN(grad({sum(c)}, {a}, {.create_graph = true}), "double backward (create_graph)");
+  }
 
   AutocastGuard bf16_products;
   const Tensor q = randn({2, 5, 7}).to(gpu), k = randn({2, 9, 7}).to(gpu);
@@ -82,9 +125,6 @@ TEST_CASE("[cuda] under autocast, linear/matmul/bmm take f32 and give f32, with 
 }
 
 namespace {
-
-// What the tensor cores multiply: t rounded to bf16, as f32 on the CPU.
-Tensor bf16_rounded(const Tensor& t) { return t.to(Device::cpu()).to(bf16).to(f32); }
 
 // max |a - b| over all elements, a and b on any device.
 double max_abs_diff(const Tensor& a, const Tensor& b) {
