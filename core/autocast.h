@@ -11,13 +11,15 @@
 //   }
 //   loss.backward();                      // backward follows what the forward recorded
 //
-// How an op honours it. matmul/bmm/linear convert their f32 inputs with .to(bf16)
-// (recorded, so gradients flow back converted to f32), run a bf16 GEMM, and convert the
-// result back to f32. scaled_dot_product_attention (head dims up to 128) runs the bf16
-// tensor-core kernels of cuda/attention_bf16.cu, which round f32 tiles to bf16 as they load
-// them, so no converted copies exist; it returns f32 too. kiln does not promote dtypes
-// implicitly, so returning f32 keeps every other op and the user's code unchanged; the
-// price is that activations between GEMMs are stored in f32, not bf16 as PyTorch would.
+// How an op honours it. matmul/bmm/linear record one node that rounds their f32 inputs to
+// bf16, multiplies them on tensor cores and writes the f32 accumulator as the result (no
+// bf16 rounding of the output); its backward rounds the incoming gradient to bf16 and
+// forms f32 gradients the same way (ops/linalg.cpp). scaled_dot_product_attention (head
+// dims up to 128) runs the bf16 tensor-core kernels of cuda/attention_bf16.cu, which round
+// f32 tiles to bf16 as they load them, so no converted copies exist; it returns f32 too.
+// kiln does not promote dtypes implicitly, so returning f32 keeps every other op and the
+// user's code unchanged; the price is that activations between GEMMs are stored in f32,
+// not bf16 as PyTorch would.
 //
 // On the CPU the guard changes nothing: bf16 is a storage type there.
 #pragma once
