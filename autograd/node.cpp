@@ -125,13 +125,15 @@ Grads AccumulateGrad::apply(const Tensor& grad_output) {
     if (GradMode::is_enabled()) {  // create_graph: keep the gradient's history
       leaf->grad = grad_output.impl_ptr();
     } else if (grad_output.impl_ptr().use_count() == 1 && grad_output.storage().use_count() == 1 &&
-               !grad_output.grad_fn()) {
+               !grad_output.grad_fn() && grad_output.is_contiguous()) {
       // Nobody else can see this buffer (the engine handed over its only reference):
-      // adopt it instead of copying, which matters for large embeddings.
+      // adopt it instead of copying, which matters for large embeddings. Only when each
+      // element has its own memory: sum's gradient is an expand (stride 0), whose one
+      // element every later in-place write (accumulation, clipping) would hit n times.
       leaf->grad = grad_output.impl_ptr();
     } else {
-      // The gradient may alias another tensor (e.g. a view of the seed), and later
-      // accumulation writes into .grad in place: own a copy.
+      // The gradient may alias another tensor (e.g. a view of the seed) or itself (an
+      // expand), and later accumulation writes into .grad in place: own a dense copy.
       leaf->grad = grad_output.detach().clone().impl_ptr();
     }
     return {};

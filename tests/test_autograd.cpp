@@ -99,6 +99,19 @@ TEST_CASE("hooks see and can replace gradients; retain_grad keeps non-leaf grads
   check_values(x.grad(), {6, 6});
 }
 
+TEST_CASE("a leaf's gradient owns one element per entry, also when it arrives as an expand") {
+  // sum's backward hands an expand of one value (stride 0) to the leaf. Kept as .grad, the
+  // next in-place accumulation would add into that one element n times.
+  Tensor w = from_vector<double>({1, 2, 3}).requires_grad_();
+  (sum(w) * 2.0).backward();
+  check_values(w.grad(), {2, 2, 2});
+  (sum(w) * 2.0).backward();
+  check_values(w.grad(), {4, 4, 4});
+  // ... and in-place scaling (clip_grad_norm_) would scale it n times.
+  w.grad().mul_(0.5);
+  check_values(w.grad(), {2, 2, 2});
+}
+
 TEST_CASE("a hook's replacement gradient must keep the gradient's shape, dtype and device") {
   Tensor x = from_vector<double>({1, 2}).requires_grad_();
   Tensor h = x * 3.0;
