@@ -30,6 +30,32 @@ struct CheckFailure {
   long long value, position, lo, hi, exempt;  // index_range
   int has_exempt;
   double real_value;                          // positive
+  unsigned long long context;  // the check's number in its device's Contexts; 0 = none
+};
+
+// The words a check adds after its message ("for dim 0 of weight ..."), kept for the last
+// kKept checks of a device that gave any: a failure carries its check's number, and the
+// raise finds the words while they are kept (a failure is raised at the next host wait,
+// normally a few checks later; one raised after kKept more is reported without them).
+struct Contexts {
+  static constexpr size_t kKept = 1024;
+  std::mutex mutex;
+  unsigned long long next = 1;
+  std::vector<std::pair<unsigned long long, std::string>> kept{kKept};
+
+  unsigned long long remember(const std::string& words) {
+    if (words.empty()) return 0;
+    std::lock_guard<std::mutex> lock(mutex);
+    const unsigned long long number = next++;
+    kept[number % kKept] = {number, words};
+    return number;
+  }
+  std::string find(unsigned long long number) {
+    if (number == 0) return "";
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto& [kept_number, words] = kept[number % kKept];
+    return kept_number == number ? words : "";
+  }
 };
 
 // Per device, created on first use: the report's host and mapped addresses, and in device
@@ -39,6 +65,7 @@ struct Report {
   CheckFailure* mapped = nullptr;
   unsigned int* claim = nullptr;
   unsigned long long* first_bad = nullptr;  // kNoneBad between checks
+  Contexts* contexts = nullptr;
 };
 
 constexpr unsigned long long kNoneBad = ~0ull;
@@ -91,7 +118,8 @@ Report report(int device) {
     auto* claim = reinterpret_cast<unsigned int*>(first_bad + 1);
     KILN_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof(unsigned long long), s));  // kNoneBad
     KILN_CUDA_CHECK(cudaMemsetAsync(claim, 0, sizeof(unsigned int), s));
-    slot = {static_cast<CheckFailure*>(host), static_cast<CheckFailure*>(mapped), claim, first_bad};
+    slot = {static_cast<CheckFailure*>(host), static_cast<CheckFailure*>(mapped), claim, first_bad,
+            new Contexts};  // never freed, as the report
     any_report.store(true, std::memory_order_release);
   }
   return slot;
@@ -152,7 +180,7 @@ CheckFailure failure_template(CheckKind kind, const char* op, const char* what) 
 }  // namespace
 
 void check_index_range(const char* op, const char* what, const int64_t* index, int64_t n, int64_t lo, int64_t hi,
-                       bool has_exempt, int64_t exempt, int device) {
+                       bool has_exempt, int64_t exempt, int device, const std::string& context) {
   if (n == 0) return;
   CheckFailure t = failure_template(CheckKind::index_range, op, what);
   t.lo = lo;
@@ -160,6 +188,7 @@ void check_index_range(const char* op, const char* what, const int64_t* index, i
   t.has_exempt = has_exempt;
   t.exempt = exempt;
   const Report r = report(device);
+  t.context = r.contexts->remember(context);
   const cudaStream_t s = stream(device);
   find_bad_index_kernel<<<blocks_for(n), kThreadsPerBlock, 0, s>>>(index, n, lo, hi, has_exempt, exempt, r.first_bad);
   KILN_CUDA_LAUNCH_CHECK();
@@ -207,7 +236,8 @@ void raise_device_check_failure(int device) {
   const std::string problem =
       f.kind == CheckKind::index_range
           ? kiln::detail::str(f.value, " at position ", f.position, " is out of range [", f.lo, ", ", f.hi, ")",
-                              f.has_exempt ? kiln::detail::str(" and is not ", f.exempt) : std::string())
+                              f.has_exempt ? kiln::detail::str(" and is not ", f.exempt) : std::string(),
+                              r.contexts->find(f.context))
           : kiln::detail::str(f.real_value, " at position ", f.position, " must be > 0 (and not NaN)");
   throw Error(kiln::detail::str(reinterpret_cast<const char*>(f.op), ": ", reinterpret_cast<const char*>(f.what), " ",
                                 problem, " (found on cuda:", device,

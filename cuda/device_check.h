@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "kiln/cuda/entry.h"
 
@@ -21,10 +22,13 @@ namespace kiln::cuda {
 
 // Queues a check that every index[k], k < n, lies in [lo, hi), or equals `exempt` when
 // has_exempt (cross_entropy's ignore_index). The error reads "<op>: <what> <value> at
-// position <k> is out of range [lo, hi)"; `op` and `what` must be string literals (the
-// report keeps the pointers). `index` is a contiguous device array.
+// position <k> is out of range [lo, hi)<context>", k the lowest bad position; `op` and
+// `what` must be string literals (the report keeps the pointers), `context` is copied
+// (e.g. " for dim 0 of weight f32[4, 3]@cuda:0", as the CPU's message says). `index` is a
+// contiguous device array.
 KILN_CUDA_ENTRY(void check_index_range(const char* op, const char* what, const int64_t* index, int64_t n, int64_t lo,
-                                       int64_t hi, bool has_exempt, int64_t exempt, int device))
+                                       int64_t hi, bool has_exempt, int64_t exempt, int device,
+                                       const std::string& context = {}))
 
 // Queues a check that every x[k], k < n, is > 0 (NaN fails): ContextPool's support sizes.
 // The error reads "<op>: <what> <value> at position <k> must be > 0 (and not NaN)".

@@ -51,7 +51,7 @@ void check_in_range(const char* op, const Tensor& index, const Tensor& t, int64_
   const int64_t size = t.shape()[dim];
   if (index.device().is_cuda()) {
     cuda::check_index_range(op, "index", index.data<int64_t>(), index.numel(), 0, size, false, 0,
-                            index.device().index);
+                            index.device().index, detail::str(" for dim ", dim, " of ", name, " ", describe(t)));
     return;
   }
   const int64_t* idx = index.data<int64_t>();

@@ -80,6 +80,22 @@ int main() {
   check("  ... the next check reports its own lowest position",
         contains(raised(), "third_op: index 12 at position 273 "));
   index[17 + 256] = 0;
+
+  // A check's context words follow the range in its message (and only its own).
+  index[9] = 77;
+  cuda::check_index_range("embedding", "index", index.data(), n, 0, 10, false, 0, 0,
+                          " for dim 0 of weight f32[10, 4]@cuda:0");
+  const std::string with_context = raised();
+  std::printf("  message: %s\n", with_context.c_str());
+  check("the check's context follows the range",
+        contains(with_context, "index 77 at position 9 is out of range [0, 10) for dim 0 of weight f32[10, 4]@cuda:0 ("));
+  for (int i = 0; i < 1100; ++i)  // more checks than the contexts kept, all with words
+    cuda::check_index_range("embedding", "index", index.data(), 1, 0, 10, false, 0, 0, " for dim 0 of w");
+  cuda::check_index_range("gather", "index", index.data(), n, 0, 10, false, 0, 0);
+  const std::string without_context = raised();
+  check("a check without words gets none, even after the kept contexts wrapped",
+        contains(without_context, "gather: index 77 at position 9 is out of range [0, 10) (found"));
+  index[9] = 0;
   cpemu::block_order = 0;
 
   // check_positive (ContextPool's s): positive values pass; 0, negatives and NaN fail.
