@@ -156,7 +156,8 @@ TEST_CASE("[cuda] an out-of-range index is a kiln::Error at the next synchronisa
   // The ops only queue a check kernel (no host round trip); the copy to the CPU reports it.
   const auto read = [](const Tensor& t) { return t.to(Device::cpu()); };
   CHECK_THROWS_KILN(read(index_select(x, 0, bad)), "index_select: index 11 at position 2 is out of range [0, 4)");
-  CHECK_THROWS_KILN(read(embedding(bad, x)), "embedding: index 11 at position 2 is out of range [0, 4)");
+  CHECK_THROWS_KILN(read(embedding(bad, x)),
+                    "embedding: index 11 at position 2 is out of range [0, 4) for dim 0 of weight f32[4, 6]@cuda:0");
   CHECK_THROWS_KILN(read(gather(x, 1, bad.view({1, 4}))), "gather: index 11 at position 2 is out of range [0, 6)");
   CHECK_THROWS_KILN(read(scatter_add(x, 0, bad.view({4, 1}), x)), "scatter_add: index 11 at position 2");
   CHECK_THROWS_KILN(read(index_select(x, 0, from_vector<int64_t>({-1}).to(kGpu))), "index -1 at position 0");
