@@ -3,7 +3,8 @@
 //   dispatch_floating(x.dtype(), "exp", [&]<class T>() { cpu::exp(x.data<T>(), ...); });
 //
 // Each helper names the dtypes it accepts; anything else is a kiln::Error naming the op.
-// bf16/f16 are storage types on CPU: the error tells the user to convert to f32.
+// bf16/f16 are storage types (only GPU matrix products and attention compute in bf16):
+// the error tells the user to convert to f32.
 #pragma once
 
 #include "kiln/core/dtype.h"
@@ -15,7 +16,8 @@ namespace detail {
 [[noreturn]] inline void unsupported_dtype(const char* op, DType t, const char* expected) {
   if (t == DType::bf16 || t == DType::f16)
     throw Error(str(op, ": dtype ", dtype_name(t),
-                    " is a storage type on CPU; convert with .to(kiln::f32) to compute"));
+                    " is a storage type (kiln computes in it only in matrix products and attention on a GPU); "
+                    "convert with .to(kiln::f32) to compute"));
   throw Error(str(op, ": unsupported dtype ", dtype_name(t), " (expected ", expected, ")"));
 }
 }  // namespace detail
