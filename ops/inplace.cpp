@@ -4,6 +4,8 @@
 // tensors that require grad: kiln's autograd does not rewrite history for in-place ops,
 // so optimizers update parameters under NoGradGuard. On a GPU they run as the
 // elementwise kernels of cuda/map.h (copy_ converts dtypes there too).
+#include <utility>
+
 #include "kiln/autograd/grad_mode.h"
 #include "kiln/core/dispatch.h"
 #include "kiln/core/factory.h"
@@ -24,6 +26,36 @@ void check_inplace(const char* op, const Tensor& t) {
   KILN_CHECK(!(GradMode::is_enabled() && t.requires_grad()), op, ": in-place update of ", describe(t),
              ", which requires grad, while grad mode is on; use the out-of-place op, or wrap the update in "
              "NoGradGuard (as optimizers do)");
+}
+
+// The written tensor must give every element its own memory: through an expand (stride 0)
+// one element would be updated once per view position, in order on the CPU and racing on
+// a GPU. (fill_ writes one value everywhere, so it may.)
+void check_no_internal_overlap(const char* op, const Tensor& t) {
+  for (int64_t d = 0; d < t.dim(); ++d)
+    KILN_CHECK(t.strides()[d] != 0 || t.shape()[d] <= 1, op, ": the written-to tensor ", describe(t),
+               " has several elements in one memory location (stride 0 in dim ", d,
+               ", an expand); write into a contiguous tensor (.contiguous() or .clone())");
+}
+
+// The elements [first, last] of its storage that t can touch (strides are >= 0 in kiln).
+std::pair<int64_t, int64_t> element_span(const Tensor& t) {
+  int64_t last = t.offset();
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.shape()[d] - 1) * t.strides()[d];
+  return {t.offset(), last};
+}
+
+// The source may be the destination itself (x.add_(x): each element reads only itself)
+// but must not partly overlap it (x.add_(x.t()) reads elements already written, in an
+// order the CPU and the GPU do not share).
+void check_no_partial_overlap(const char* op, const Tensor& dst, const Tensor& src) {
+  if (dst.numel() == 0 || src.numel() == 0 || dst.storage() != src.storage()) return;
+  if (src.offset() == dst.offset() && src.shape() == dst.shape() && src.strides() == dst.strides()) return;
+  const auto [dst_first, dst_last] = element_span(dst);
+  const auto [src_first, src_last] = element_span(src);
+  KILN_CHECK(src_last < dst_first || dst_last < src_first, op, ": the source ", describe(src),
+             " shares memory with the written-to tensor ", describe(dst),
+             " without being the same view of it; copy the source first (.clone())");
 }
 
 }  // namespace
@@ -51,6 +83,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
   KILN_PROFILE_SCOPE("copy_", src);
   check_inplace("copy_", *this);
   KILN_CHECK(src.defined(), "copy_: the source is undefined");
+  check_no_internal_overlap("copy_", *this);
+  check_no_partial_overlap("copy_", *this, src);
   // Across devices, bring the values over first (one transfer), then copy on this device.
   Tensor from = src;
   if (src.device() != device()) {
@@ -78,6 +112,8 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace("add_", *this);
   ops::check_same_device("add_", {*this, other});
   ops::check_same_dtype("add_", *this, other);
+  check_no_internal_overlap("add_", *this);
+  check_no_partial_overlap("add_", *this, other);
   const Shape other_strides = ops::broadcast_strides(other, shape(), "add_"), dst_strides = strides();
   dispatch_numeric(dtype(), "add_", [&]<class T>() {
     T* dst = data<T>();
@@ -97,6 +133,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 Tensor& Tensor::mul_(double value) {
   KILN_PROFILE_SCOPE("mul_", *this);
   check_inplace("mul_", *this);
+  check_no_internal_overlap("mul_", *this);
   const Shape dst_strides = strides();
   dispatch_numeric(dtype(), "mul_", [&]<class T>() {
     T* dst = data<T>();

@@ -79,6 +79,26 @@ TEST_CASE("elementwise ops reject mismatched shapes and dtypes, naming both oper
   });
 }
 
+TEST_CASE("in-place ops refuse destinations that overlap themselves or their source") {
+  const Tensor x = f32s({3, 3});
+  check_bad_calls({
+      {"add_ into an expand", [] { f32s({1, 3}).expand({4, 3}).add_(f32s({4, 3})); },
+       {"add_", "f32[4, 3]", "stride 0 in dim 0"}},
+      {"mul_ of an expand", [] { f32s({3, 1}).expand({3, 5}).mul_(2.0); }, {"mul_", "stride 0 in dim 1"}},
+      {"copy_ into an expand", [] { f32s({1}).expand({4}).copy_(f32s({4})); }, {"copy_", "stride 0"}},
+      {"add_ of its own transpose", [x] { Tensor(x).add_(x.t()); }, {"add_", "shares memory", "same view"}},
+      {"copy_ of its own first row", [x] { Tensor(x).copy_(x.select(0, 0)); }, {"copy_", "shares memory"}},
+  });
+  // What stays allowed: a tensor updated by itself, disjoint parts of one storage, and a
+  // fill of an expand (one value everywhere).
+  Tensor y = from_vector<float>({1, 2, 3, 4});
+  y.add_(y);
+  check_values(y, {2, 4, 6, 8});
+  y.narrow(0, 0, 2).copy_(y.narrow(0, 2, 2));
+  check_values(y, {6, 8, 6, 8});
+  from_vector<float>({0}).expand({3}).fill_(1.0);
+}
+
 TEST_CASE("reductions reject out-of-range dims and unsupported dtypes") {
   check_bad_calls({
       {"sum over dim 2 of a 2-D tensor", [] { sum(f32s({2, 3}), {2}); }, {"sum", "dim 2", "2"}},
