@@ -8,13 +8,16 @@
 //
 // Model, and what it checks:
 // - One launch runs its blocks one after another (in order, reversed or shuffled: block_order),
-//   each with blockDim.x real std::threads. Grids may be 2-D (blockIdx.y); blocks are 1-D.
+//   each with blockDim.x fibers (ucontext) on the launching OS thread, one per GPU thread: a
+//   fiber runs until it waits at a barrier or ends, then the next runnable one runs. Grids may
+//   be 2-D (blockIdx.y); blocks are 1-D.
 // - __shared__ variables are static storage reused by each block; `extern __shared__` (dynamic
 //   shared memory) is a per-launch buffer filled with 0xff bytes (NaN) before every block, so a
 //   read of shared memory nobody wrote shows up as NaN.
 // - __syncthreads is a block barrier, __syncwarp a warp barrier; warp shuffles exchange values
-//   through a per-warp buffer between two warp barriers. Every barrier times out (a deadlock = a divergent barrier or
-//   shuffle), checks that all its participants called it from the same place (site
+//   through a per-warp buffer between two warp barriers. A deadlock (every unfinished thread
+//   waiting: a divergent barrier or shuffle) aborts with a message; every barrier checks that
+//   all its participants called it from the same place (site
 //   mismatches), and shuffles check that all 32 lanes asked for the same kind of exchange
 //   (tag mismatches). Shuffle masks other than the full warp abort: they are not modelled.
 // - Nothing models inter-block concurrency, warp lockstep execution, GPU math (host libm and
@@ -25,17 +28,20 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <math.h>  // device code calls isfinite, log, expf, ... unqualified, as CUDA allows
 #include <mutex>
 #include <numeric>
 #include <random>
 #include <string>
 #include <thread>
+
+#include <sys/mman.h>
+#include <ucontext.h>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -66,16 +72,36 @@ using std::min;
 // ---- the runtime calls kiln makes --------------------------------------------------------------
 
 typedef void* cudaStream_t;
-enum cudaError_t { cudaSuccess = 0 };
-enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidDevice = 101,
+};
+enum cudaDeviceAttr {
+  cudaDevAttrMemoryClockRate = 36,
+  cudaDevAttrGlobalMemoryBusWidth = 37,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+};
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 
-// An H100's opt-in limit of dynamic shared memory per block (227 KiB).
-constexpr int kCpemuMaxDynamicSmem = 232448;
+// An H100's opt-in limit of dynamic shared memory per block (227 KiB), memory clock and bus.
+constexpr int kCpemuMaxDynamicSmem = 232448, kCpemuMemoryClockKhz = 2619000, kCpemuBusBits = 5120;
+// The memory the emulated device says it has; a larger cudaMalloc fails as on a GPU.
+constexpr size_t kCpemuDeviceBytes = size_t(16) << 30;
 
-inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr, int) {
-  *value = kCpemuMaxDynamicSmem;
+// The calling thread's last error, as the runtime keeps it (read and cleared by cudaGetLastError).
+inline thread_local cudaError_t cpemu_last_error = cudaSuccess;
+inline cudaError_t cpemu_fail(cudaError_t e) { return cpemu_last_error = e; }
+inline cudaError_t cudaGetLastError() {
+  const cudaError_t e = cpemu_last_error;
+  cpemu_last_error = cudaSuccess;
+  return e;
+}
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) {
+  *value = attr == cudaDevAttrMemoryClockRate       ? kCpemuMemoryClockKhz
+           : attr == cudaDevAttrGlobalMemoryBusWidth ? kCpemuBusBits
+                                                     : kCpemuMaxDynamicSmem;
   return cudaSuccess;
 }
 template <class K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
@@ -90,7 +116,9 @@ inline cudaError_t cudaHostGetDevicePointer(void** device, void* host, unsigned)
   return cudaSuccess;
 }
 inline cudaError_t cudaMalloc(void** p, size_t n) {
-  *p = std::malloc(n);
+  *p = nullptr;
+  if (n > kCpemuDeviceBytes) return cpemu_fail(cudaErrorMemoryAllocation);
+  *p = std::aligned_alloc(256, (n + 255) / 256 * 256 + 256 * (n == 0));  // CUDA aligns to 256 bytes
   return cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
@@ -98,7 +126,9 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
   return cudaSuccess;
 }
 
+#ifndef CPEMU_FULL_RUNTIME
 // kiln's cuda/check.h and cuda/stream.h: errors abort, every device has one (null) stream.
+// (suite.sh compiles the real ones, with CPEMU_FULL_RUNTIME.)
 #define KILN_CUDA_CHECK(call)                                                  \
   do {                                                                         \
     if ((call) != cudaSuccess) {                                               \
@@ -109,6 +139,7 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
 namespace kiln::cuda {
 inline cudaStream_t stream(int) { return nullptr; }
 }  // namespace kiln::cuda
+#endif
 
 // math_constants.h (run.sh makes a forwarding header of that name): the constants kiln uses.
 #define CUDART_INF HUGE_VAL
@@ -187,7 +218,6 @@ inline __half __float2half_rn(float v) {
 namespace cpemu {
 
 constexpr int kWarp = 32;
-inline int timeout_seconds = 20;
 
 // Options the drivers set between launches.
 inline int block_order = 0;     // 0 = in order, 1 = reversed, 2 = shuffled (each launch its own seed)
@@ -205,10 +235,28 @@ inline Stats stats;
   std::abort();
 }
 
-// A reusable barrier with a timeout (deadlock detection) and a call-site check.
+// The GPU threads of a block are fibers (ucontext) on the launching OS thread: each runs
+// until it waits at a barrier or ends, then the next one runs. Switching is a function call,
+// not an OS context switch, and which thread runs when is deterministic.
+struct Barrier;
+struct Fiber {
+  ucontext_t context;
+  void* stack = nullptr;
+  bool done = false;
+  const Barrier* waiting = nullptr;  // the barrier this fiber waits at, or nullptr
+  uint64_t waiting_generation = 0;   // ... until its generation moves past this
+};
+struct Scheduler {
+  ucontext_t host;
+  std::vector<Fiber> fibers;
+  int current = -1;
+};
+inline thread_local Scheduler* tls_scheduler = nullptr;
+
+// A reusable barrier with a call-site check. Arriving last releases the others; arriving
+// earlier suspends the calling fiber. A deadlock (every unfinished fiber waiting, at
+// barriers that cannot complete) is found by the scheduler in launch().
 struct Barrier {
-  std::mutex mu;
-  std::condition_variable cv;
   int count = 0, arrived = 0;
   uint64_t generation = 0;
   const void* site = nullptr;
@@ -216,21 +264,18 @@ struct Barrier {
   const char* what = "";
   explicit Barrier(int n = 0, const char* w = "") : count(n), what(w) {}
   void wait(const void* call_site) {
-    std::unique_lock<std::mutex> lock(mu);
     if (arrived == 0) site = call_site;
     else if (site != call_site) ++site_mismatches;
-    const uint64_t gen = generation;
     if (++arrived == count) {
       arrived = 0;
       ++generation;
-      cv.notify_all();
       return;
     }
-    if (!cv.wait_for(lock, std::chrono::seconds(timeout_seconds), [&] { return generation != gen; })) {
-      std::fprintf(stderr, "cpemu: DEADLOCK at a %s barrier (%d of %d arrived, block %u,%u): divergent barrier?\n",
-                   what, arrived, count, blockIdx.x, blockIdx.y);
-      std::abort();
-    }
+    Scheduler& s = *tls_scheduler;
+    Fiber& me = s.fibers[size_t(s.current)];
+    me.waiting = this;
+    me.waiting_generation = generation;
+    swapcontext(&me.context, &s.host);  // back when the barrier completed
   }
 };
 
@@ -278,6 +323,25 @@ inline void check_mask(unsigned mask) {
   if (mask != 0xffffffffu) die("a shuffle mask other than the full warp is not emulated");
 }
 
+// Fiber stacks: reserved once per OS thread and reused by every launch (pages are only
+// committed when touched).
+constexpr size_t kFiberStack = size_t(512) << 10;
+inline void* fiber_stack(size_t i) {
+  thread_local std::vector<void*> stacks;
+  while (stacks.size() <= i) {
+    void* p = mmap(nullptr, kFiberStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) die("cannot reserve a fiber stack");
+    stacks.push_back(p);
+  }
+  return stacks[i];
+}
+
+inline thread_local const std::function<void()>* tls_kernel = nullptr;
+inline void fiber_main() {
+  (*tls_kernel)();
+  tls_scheduler->fibers[size_t(tls_scheduler->current)].done = true;
+}  // returns to the scheduler through uc_link
+
 // kernel<<<grid, block, smem, stream>>>(args...), as rewrite.py emits it.
 template <class Kernel, class... Args>
 void launch(dim3 grid, dim3 block, size_t smem, Kernel kernel, Args... args) {
@@ -302,27 +366,63 @@ void launch(dim3 grid, dim3 block, size_t smem, Kernel kernel, Args... args) {
 
   const int threads = int(block.x);
   BlockState state(threads);
-  Barrier start_bar(threads, "start-of-block"), end_bar(threads, "end-of-block");
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      tls_block = &state;
-      tls_dyn_smem = smem ? dyn_base : nullptr;
-      threadIdx = uint3(unsigned(t), 0, 0);
-      blockDim = block;
-      gridDim = grid;
-      for (unsigned b : order) {
-        blockIdx = uint3(b % grid.x, b / grid.x, 0);
-        if (t == 0 && smem) std::memset(dyn_base, 0xff, smem);  // poison: unwritten reads are NaN
-        start_bar.wait(nullptr);
-        kernel(args...);
-        end_bar.wait(nullptr);
+  Scheduler scheduler;
+  scheduler.fibers.resize(size_t(threads));
+  const std::function<void()> body = [&] { kernel(args...); };
+  Scheduler* const outer_scheduler = tls_scheduler;  // a launch from inside a kernel is not CUDA, but stay sane
+  const std::function<void()>* const outer_kernel = tls_kernel;
+  tls_scheduler = &scheduler;
+  tls_kernel = &body;
+  tls_block = &state;
+  tls_dyn_smem = smem ? dyn_base : nullptr;
+  blockDim = block;
+  gridDim = grid;
+  for (size_t n = 0; n < order.size(); ++n) {
+    const unsigned b = order[n];
+    blockIdx = uint3(b % grid.x, b / grid.x, 0);
+    // Threads run in index order in even blocks and in reverse in odd ones, so a read of
+    // another thread's write that lacks a barrier runs before that write in some block.
+    const bool reversed = n % 2 == 1;
+    if (smem) std::memset(dyn_base, 0xff, smem);  // poison: unwritten reads are NaN
+    for (int t = 0; t < threads; ++t) {
+      Fiber& f = scheduler.fibers[size_t(t)];
+      f.done = false;
+      f.waiting = nullptr;
+      getcontext(&f.context);
+      f.context.uc_stack.ss_sp = fiber_stack(size_t(t));
+      f.context.uc_stack.ss_size = kFiberStack;
+      f.context.uc_link = &scheduler.host;
+      makecontext(&f.context, fiber_main, 0);
+    }
+    // Round robin over the fibers that can run, until all are done.
+    for (;;) {
+      int unfinished = 0, ran = 0;
+      for (int i = 0; i < threads; ++i) {
+        const int t = reversed ? threads - 1 - i : i;
+        Fiber& f = scheduler.fibers[size_t(t)];
+        if (f.done) continue;
+        ++unfinished;
+        if (f.waiting && f.waiting->generation == f.waiting_generation) continue;  // still waiting
+        f.waiting = nullptr;
+        scheduler.current = t;
+        threadIdx = uint3(unsigned(t), 0, 0);
+        swapcontext(&scheduler.host, &f.context);
+        ++ran;
       }
-      tls_block = nullptr;
-    });
+      if (unfinished == 0) break;
+      if (ran == 0) {
+        const Fiber* stuck = nullptr;
+        for (const Fiber& f : scheduler.fibers)
+          if (!f.done) stuck = &f;
+        std::fprintf(stderr, "cpemu: DEADLOCK in block %u,%u: every unfinished thread waits (one at a %s barrier): "
+                     "a divergent barrier or shuffle?\n", blockIdx.x, blockIdx.y, stuck->waiting->what);
+        std::abort();
+      }
+    }
   }
-  for (auto& th : pool) th.join();
+  tls_scheduler = outer_scheduler;
+  tls_kernel = outer_kernel;
+  tls_block = nullptr;
   stats.site_mismatches += state.block_bar.site_mismatches;
   for (auto& w : state.warps) stats.site_mismatches += w.bar.site_mismatches;
 }
@@ -431,3 +531,7 @@ void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a,
   std::memcpy(d.v, out, sizeof out);
 }
 }  // namespace nvcuda::wmma
+
+#ifdef CPEMU_FULL_RUNTIME
+#include "cpemu_runtime.h"
+#endif
