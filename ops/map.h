@@ -27,8 +27,9 @@ cuda::Strided<const T> gpu_operand(const Tensor& t, const Shape& strides) {
 }
 
 [[noreturn]] inline void throw_no_gpu_functor(const char* op, const Tensor& t) {
-  throw Error(detail::str(op, ": ", describe(t), " is on ", t.device().str(),
-                          ", but this map has no GPU kernel for its dtype (see ops/functors.h)"));
+  // describe(t) ends with the device ("f32[4]@cuda:0").
+  throw Error(detail::str(op, ": ", describe(t),
+                          " is on a GPU, but this map has no GPU kernel for its dtype (see ops/functors.h)"));
 }
 
 // out = f(x), same dtype as x. Floating dtypes only unless `numeric` (then i64 too).

@@ -185,7 +185,7 @@ TEST_CASE("[cuda] a map without a GPU kernel, or too many dims, is a clear error
   if (skip_without_gpu()) return;
   const Tensor x = randn({4}).to(Device::cuda());
   // A lambda is CPU-only: the map says so instead of failing to link.
-  CHECK_THROWS_KILN(ops::map_unary("my_op", x, [](auto v) { return v * 2; }), "my_op: f32[4] is on cuda:0");
+  CHECK_THROWS_KILN(ops::map_unary("my_op", x, [](auto v) { return v * 2; }), "my_op: f32[4]@cuda:0 is on a GPU, but this map has no GPU kernel");
   // Nine dims that cannot merge (every other element of each).
   const Tensor wide = randn(Shape(9, 3)).to(Device::cuda());
   Tensor strided = wide;

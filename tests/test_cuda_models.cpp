@@ -304,8 +304,21 @@ TEST_CASE("[cuda] 5 AdamW steps of the tiny GPT give the CPU's losses and weight
                  "losses of 5 AdamW steps");
   CHECK(gpu_losses.back() < gpu_losses.front());
   const auto cpu_params = twins.cpu->named_parameters(), gpu_params = twins.gpu->named_parameters();
-  for (size_t i = 0; i < cpu_params.size(); ++i)
-    check_close_to(gpu_params[i].second, cpu_params[i].second, 1e-4, "weights after 5 steps: " + cpu_params[i].first);
+  for (size_t i = 0; i < cpu_params.size(); ++i) {
+    const std::string& name = cpu_params[i].first;
+    const Tensor &gpu = gpu_params[i].second, &cpu = cpu_params[i].second;
+    if (name.ends_with("attn.qkv.bias")) {
+      // The key bias gets a zero gradient in exact arithmetic (softmax ignores a constant
+      // added to every score of a row), so what reaches it is rounding noise, which each
+      // device rounds differently and AdamW scales up to a full-size step. Only the query
+      // and value biases can be compared.
+      const int64_t d = cpu.size(0) / 3;
+      check_close_to(gpu.narrow(0, 0, d), cpu.narrow(0, 0, d), 1e-4, "weights after 5 steps: " + name + " (q)");
+      check_close_to(gpu.narrow(0, 2 * d, d), cpu.narrow(0, 2 * d, d), 1e-4, "weights after 5 steps: " + name + " (v)");
+      continue;
+    }
+    check_close_to(gpu, cpu, 1e-4, "weights after 5 steps: " + name);
+  }
 }
 
 TEST_CASE("[cuda] bf16 autocast trains the tiny GPT like f32: 20 AdamW steps, f32 weights, grads and state") {
