@@ -347,8 +347,10 @@ __global__ void __launch_bounds__(kThreads) attention_bf16_backward_dq_kernel(At
   }
 
   if (!dq) return;  // only the rows of dS were asked for
+  // A warp past the last row stores nothing (and forms no pointer past the end); the
+  // condition is the same for all its lanes, as warp_store_rows needs.
   const int warp_rows = static_cast<int>(std::clamp<int64_t>(a.q_len - warp_row0, 0, kM));
-  warp_store_rows<kDim>(acc, qk, dq + (bh * a.q_len + warp_row0) * D, D, warp_rows, D, a.scale);
+  if (warp_rows > 0) warp_store_rows<kDim>(acc, qk, dq + (bh * a.q_len + warp_row0) * D, D, warp_rows, D, a.scale);
 }
 
 // ---- backward: dk and dv ---------------------------------------------------------------
@@ -433,6 +435,7 @@ __global__ void __launch_bounds__(kThreads) attention_bf16_backward_kv_kernel(At
   }
 
   const int warp_keys = static_cast<int>(std::clamp<int64_t>(a.kv_len - warp_key0, 0, kM));
+  if (warp_keys == 0) return;  // past the last key: nothing to store (uniform over the warp)
   if (dk) warp_store_rows<kDim>(dk_acc, kq, dk + (bh * a.kv_len + warp_key0) * D, D, warp_keys, D, a.scale);
   if (dv) warp_store_rows<kDim>(dv_acc, kq, dv + (bh * a.kv_len + warp_key0) * Dv, Dv, warp_keys, Dv, 1.f);
 }
