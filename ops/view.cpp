@@ -15,6 +15,7 @@
 #include "kiln/ops/common.h"
 #include "kiln/ops/cpu/cast.h"
 #include "kiln/ops/cpu/loops.h"
+#include "kiln/ops/layout.h"
 #include "kiln/ops/reduce.h"
 
 namespace kiln {
@@ -280,8 +281,13 @@ namespace {
 Tensor cuda_copy_as(const Tensor& src, DType dtype) {
   Tensor out = empty(src.shape(), {.dtype = dtype, .device = src.device()});
   if (dtype == src.dtype()) {
+    // Dims that lie back to back in src merge (out is dense in the same order), so only
+    // the truly strided ones count against the kernel's kMaxCopyDims, and each element
+    // costs fewer index divisions.
+    const ops::MergedLayout<1> merged(src.shape(), {src.strides().data()});
     cuda::strided_copy(out.raw_data(), src.raw_data(), static_cast<int64_t>(element_size(dtype)),
-                       src.shape().data(), src.strides().data(), static_cast<int>(src.dim()), src.device().index);
+                       merged.shape.data(), merged.strides[0].data(), static_cast<int>(merged.shape.size()),
+                       src.device().index);
     return out;
   }
   const Shape out_strides = out.strides(), src_strides = src.strides();
