@@ -36,11 +36,11 @@ std::string unavailable_reason();
 // before timing GPU work with a host clock.
 void synchronize(int device = 0);
 
-// Waits until the work kiln queued on every device it has used so far has finished; false
-// (and no wait) when no device was used. Never throws: for the profiler, whose scopes wait
-// in destructors; an error is left for the next synchronize() or copy to report, and a
+// Waits until the work kiln queued on every device it has used so far has finished (no
+// wait when none was used). Never throws: for the profiler, whose scopes wait in
+// destructors; an error is left for the next synchronize() or copy to report, and a
 // value a check kernel found bad is too (device_check.h).
-bool wait_for_all_devices() noexcept;
+void wait_for_all_devices() noexcept;
 
 // Whether f32 matrix products may use TF32 tensor cores (10-bit mantissa inputs, f32
 // accumulation): much faster on A100/H100, about 1e-3 relative error instead of 1e-6.

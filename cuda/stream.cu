@@ -60,16 +60,11 @@ cudaStream_t stream(int device) {
   return slot;
 }
 
-bool wait_for_all_devices() noexcept {
+void wait_for_all_devices() noexcept {
   Streams& s = streams();
   std::lock_guard<std::mutex> lock(s.mutex);
-  bool waited = false;
-  for (cudaStream_t stream : s.by_device) {
-    if (stream == nullptr) continue;
-    cudaStreamSynchronize(stream);  // errors: left for the next checked call (see device.h)
-    waited = true;
-  }
-  return waited;
+  for (cudaStream_t stream : s.by_device)
+    if (stream != nullptr) cudaStreamSynchronize(stream);  // errors: left for the next checked call (device.h)
 }
 
 void synchronize(int device) {

@@ -37,7 +37,7 @@ std::string unavailable_reason() { return kNotBuilt; }
 
 void synchronize(int) { throw Error(kiln::detail::str("cuda::synchronize: ", kNotBuilt)); }
 
-bool wait_for_all_devices() noexcept { return false; }  // no device can have been used
+void wait_for_all_devices() noexcept {}  // no device can have been used
 
 // A setting with no GPU to apply it to: kept, so a program that sets it runs anywhere.
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }

@@ -26,7 +26,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -34,17 +33,15 @@
 #include <cstring>
 #include <functional>
 #include <math.h>  // device code calls isfinite, log, expf, ... unqualified, as CUDA allows
-#include <mutex>
 #include <numeric>
 #include <random>
 #include <string>
-#include <thread>
-
-#include <sys/mman.h>
-#include <ucontext.h>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <sys/mman.h>
+#include <ucontext.h>
 
 // ---- CUDA keywords -----------------------------------------------------------------------------
 
