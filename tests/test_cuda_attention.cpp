@@ -186,6 +186,8 @@ TEST_CASE("[cuda] attention of empty sizes: no queries, no keys, no heads") {
   // No keys: every row is fully masked, zeros.
   check_cuda_matches_cpu("Lk = 0", attention_with({}), qkv(2, 3, 4, 0, 16, 16, f32));
   check_cuda_matches_cpu("B = 0", attention_with({}), qkv(0, 3, 4, 5, 16, 16, f32));
+  // No value dims: the output is empty, but dq and dk are not, and are zeros.
+  check_cuda_matches_cpu("Dv = 0", attention_with({.causal = true}), qkv(2, 3, 7, 9, 16, 0, f32));
 }
 
 TEST_CASE("[cuda] attention supports double backward (the composite rules) on CUDA") {

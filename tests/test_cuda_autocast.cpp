@@ -3,6 +3,7 @@
 // or on the CPU, nothing changes.
 #include "cuda_parity.h"
 
+#include <algorithm>
 #include <thread>
 
 using namespace kiln;
@@ -105,6 +106,18 @@ TEST_CASE("[cuda] under autocast, linear/matmul/bmm take f32 and give f32, with 
     check_close(g[0].to(Device::cpu()), matmul(bf16_rounded(gc), bf16_rounded(b).t()), 1e-4, 1e-4);
     check_close(g[1].to(Device::cpu()), matmul(bf16_rounded(a).reshape({15, 8}).t(), bf16_rounded(gc).reshape({15, 6})),
                 1e-4, 1e-4);
+  }
+  // Sums of no terms (k = 0), which no GEMM writes: zeros, or the bias; a gradient of an
+  // operand with no rows, zeros too.
+  {
+    AutocastGuard bf16_products;
+    check_close(matmul(randn({4, 0}).to(gpu), randn({0, 3}).to(gpu)).to(Device::cpu()), zeros({4, 3}), 0, 0);
+    const Tensor b3 = randn({3});
+    check_close(linear(randn({4, 0}).to(gpu), randn({3, 0}).to(gpu), b3.to(gpu)).to(Device::cpu()),
+                b3.reshape({1, 3}).expand({4, 3}), 0, 0);
+    const Tensor b = randn({5, 3}).to(gpu).requires_grad_();
+    const Tensor c = matmul(randn({0, 5}).to(gpu), b);
+    check_close(grad({sum(c)}, {b})[0].to(Device::cpu()), zeros({5, 3}), 0, 0);
   }
   // Double backward through a bf16 product is refused, not silently wrong.
   {
@@ -247,4 +260,41 @@ TEST_CASE("[cuda] bf16 attention: dropout, a learned additive mask's gradient, a
     AutocastGuard bf16_attention;
     CHECK(max_abs_diff(scaled_dot_product_attention(qw, kw, vw), f32_result) == 0.0);
   }
+}
+
+TEST_CASE("[cuda] bf16 attention edges: rows that see no key, keys no row sees, a causal mask's gradient") {
+  if (skip_without_gpu()) return;
+  // Each of these writes values no product produces (an output row of 0, dk = dv = 0, a mask
+  // gradient of 0 past the causal edge), and fresh GPU memory is not zero.
+  manual_seed(14);
+  Tensor keep = ones({1, 1, 50, 50}, {.dtype = DType::b8});
+  keep.narrow(2, 3, 1).fill_(0.0);  // rows 3 and 40 see no key
+  keep.narrow(2, 40, 1).fill_(0.0);
+  check_bf16_attention(randn({1, 2, 50, 32}), randn({1, 2, 50, 32}), randn({1, 2, 50, 32}),
+                       {.mask = keep.to(Device::cuda())});
+  // Causal with more keys than rows: keys 40..129 are seen by no row (two whole 64-key tiles).
+  check_bf16_attention(randn({1, 2, 40, 32}), randn({1, 2, 130, 32}), randn({1, 2, 130, 32}), {.causal = true});
+
+  // A learned additive mask under a causal mask: rows 0..63 have a whole key tile past the
+  // edge, where the mask's gradient is 0.
+  const Device gpu = Device::cuda();
+  const Tensor q = randn({1, 2, 100, 32}), k = randn({1, 2, 100, 32}), v = randn({1, 2, 100, 32});
+  const Tensor bias = (randn({100, 100}) * 0.5).to(gpu).requires_grad_();
+  Tensor out;
+  {
+    AutocastGuard bf16_attention;
+    out = scaled_dot_product_attention(q.to(gpu), k.to(gpu), v.to(gpu), {.mask = bias, .causal = true});
+  }
+  const Tensor bias_cpu = bias.detach().to(Device::cpu()).requires_grad_();
+  const Tensor expected = scaled_dot_product_attention(bf16_rounded(q), bf16_rounded(k), bf16_rounded(v),
+                                                       {.mask = bias_cpu, .causal = true});
+  const Tensor upstream = randn(out.shape());
+  const Tensor got = grad({sum(out * upstream.to(gpu))}, {bias})[0];
+  const Tensor want = grad({sum(expected * bf16_rounded(upstream))}, {bias_cpu})[0];
+  check_close(got.to(Device::cpu()), want, 3e-2 * kiln::max(kiln::abs(want)).item<double>(), 2e-2);
+  const Tensor got_cpu = got.to(Device::cpu());
+  double past_edge = 0;  // exactly 0 past the edge: no key there has a score
+  for (int64_t i = 0; i + 1 < 100; ++i)
+    past_edge = std::max(past_edge, max_abs_diff(got_cpu.narrow(0, i, 1).narrow(1, i + 1, 99 - i), zeros({1, 99 - i})));
+  CHECK(past_edge == 0.0);
 }

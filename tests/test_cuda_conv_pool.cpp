@@ -108,6 +108,16 @@ TEST_CASE("[cuda] conv edge cases: empty batch, double backward") {
   if (skip_without_gpu()) return;
   check_cuda_matches_cpu("empty batch", [](const auto& in) { return conv2d(in[0], in[1], in[2], {.padding = 1}); },
                          {randn({0, 3, 5, 5}), randn({4, 3, 3, 3}), randn({4})});
+  check_cuda_matches_cpu("no input channels, a bias",
+                         [](const auto& in) { return conv2d(in[0], in[1], in[2], {.padding = 1}); },
+                         {randn({2, 0, 5, 5}), randn({4, 0, 3, 3}), randn({4})});
+  // No input channels: y is all zeros (no bias), which no GEMM writes. No output channels:
+  // dx is all zeros, which no GEMM writes either. (Fresh GPU memory is not zero.)
+  check_cuda_matches_cpu("no input channels, no bias",
+                         [](const auto& in) { return conv2d(in[0], in[1], {}, {.padding = 1}); },
+                         {randn({2, 0, 5, 5}), randn({4, 0, 3, 3})});
+  check_cuda_matches_cpu("no output channels", [](const auto& in) { return conv2d(in[0], in[1]); },
+                         {randn({2, 3, 5, 5}), randn({0, 3, 3, 3})});
   check_cuda_matches_cpu(
       "double backward",
       [](const auto& in) {
@@ -227,6 +237,28 @@ TEST_CASE("[cuda] pools on non-contiguous, large and empty inputs") {
                          {randn({0, 3, 8, 8})});
   check_cuda_matches_cpu("empty batch, adaptive", [](const auto& in) { return adaptive_avg_pool1d(in[0], 3); },
                          {randn({0, 3, 8})});
+  // Windows that hold no input element write values no input gives: -inf (index -1) for
+  // max, 0 for avg; fresh GPU memory is not that. A dilated window whose taps (-1 and 2)
+  // both fall in the padding, then an input of length 0.
+  const TensorOptions o{.dtype = f64};
+  check_cuda_matches_cpu("a window of padding only, max",
+                         [](const auto& in) { return max_pool1d(in[0], 2, {.stride = 1, .padding = 1, .dilation = 3}); },
+                         {randn({2, 3, 2})});
+  check_cuda_matches_cpu("a window of padding only, max, double backward",
+                         [](const auto& in) {
+                           return gradient_of_square(in[0],
+                                                     max_pool1d(in[0], 2, {.stride = 1, .padding = 1, .dilation = 3}));
+                         },
+                         {randn({2, 3, 2}, o)}, kDoubleTol);
+  check_cuda_matches_cpu("length 0, max", [](const auto& in) { return max_pool1d(in[0], 2, {.padding = 1}); },
+                         {randn({2, 3, 0})});
+  for (bool count_include_pad : {true, false}) {
+    CAPTURE(count_include_pad);
+    check_cuda_matches_cpu(
+        "length 0, avg",
+        [=](const auto& in) { return avg_pool1d(in[0], 2, {.padding = 1, .count_include_pad = count_include_pad}); },
+        {randn({2, 3, 0})});
+  }
 }
 
 TEST_CASE("[cuda] pool double backward (the adjoint's own backward) matches the CPU") {

@@ -157,6 +157,12 @@ TEST_CASE("[cuda] empty reductions and NaN / inf inputs behave as on the CPU") {
   check_cuda_matches_cpu("sum of nothing", [](const auto& in) { return sum(in[0]); }, {none});
   check_cuda_matches_cpu("logsumexp of nothing", [](const auto& in) { return logsumexp(in[0], {0}); }, {none});
   check_cuda_matches_cpu("norm of nothing", [](const auto& in) { return norm(in[0], 2.0, {0}); }, {none});
+  check_cuda_matches_cpu("inf-norm of nothing", [](const auto& in) { return norm(in[0], kInf, {0}); }, {none});
+  // Empty rows (the row kernel, innermost kept size 1): each output is the fold's identity.
+  const Tensor empty_rows = randn({5, 0});
+  check_cuda_matches_cpu("logsumexp of empty rows", [](const auto& in) { return logsumexp(in[0], {1}); }, {empty_rows});
+  check_cuda_matches_cpu("inf-norm of empty rows", [](const auto& in) { return norm(in[0], kInf, {1}); }, {empty_rows});
+  check_cuda_matches_cpu("2-norm of empty rows", [](const auto& in) { return norm(in[0], 2.0, {1}); }, {empty_rows});
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const Tensor special = from_vector<double>({1, nan, 3, -kInf, -kInf, -kInf, kInf, 2, -1, 4, 4, nan}, {4, 3});
