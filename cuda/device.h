@@ -3,6 +3,7 @@
 // device_count() is 0, so callers and tests can ask without #ifdefs.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace kiln::cuda {
@@ -41,6 +42,12 @@ void synchronize(int device = 0);
 // destructors; an error is left for the next synchronize() or copy to report, and a
 // value a check kernel found bad is too (device_check.h).
 void wait_for_all_devices() noexcept;
+
+// How many times the host has waited for a GPU in this process: synchronize(), every copy
+// to the CPU (item() included), event waits, cross-device copies. kiln's ops, backward and
+// optimizers only queue work, so a training step should add exactly its reads of values
+// (a logged loss); tests hold it to that. Always 0 in a build without CUDA.
+int64_t host_wait_count();
 
 // Whether f32 matrix products may use TF32 tensor cores (10-bit mantissa inputs, f32
 // accumulation): much faster on A100/H100, about 1e-3 relative error instead of 1e-6.

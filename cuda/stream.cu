@@ -1,6 +1,7 @@
 // One lazily created stream per device (see stream.h).
 #include "kiln/cuda/stream.h"
 
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -18,6 +19,8 @@ struct Streams {
   std::mutex mutex;
   std::vector<cudaStream_t> by_device;  // nullptr until first use
 };
+
+std::atomic<int64_t> g_host_waits{0};
 
 Streams& streams() {
   // Never destroyed: kernels may still be queued when static destructors run, and
@@ -64,10 +67,17 @@ void wait_for_all_devices() noexcept {
   Streams& s = streams();
   std::lock_guard<std::mutex> lock(s.mutex);
   for (cudaStream_t stream : s.by_device)
-    if (stream != nullptr) cudaStreamSynchronize(stream);  // errors: left for the next checked call (device.h)
+    if (stream != nullptr) {
+      note_host_wait();
+      cudaStreamSynchronize(stream);  // errors: left for the next checked call (device.h)
+    }
 }
 
+void note_host_wait() { g_host_waits.fetch_add(1, std::memory_order_relaxed); }
+int64_t host_wait_count() { return g_host_waits.load(std::memory_order_relaxed); }
+
 void synchronize(int device) {
+  note_host_wait();
   KILN_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
   raise_device_check_failure(device);  // a value checked on the GPU was out of range
 }

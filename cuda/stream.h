@@ -20,4 +20,8 @@ void set_device(int device);
 // (cudaSetDevice), so the caller's next launches and allocations go to it.
 cudaStream_t stream(int device);
 
+// Counts one host wait for host_wait_count() (device.h); called next to every
+// cudaStreamSynchronize / cudaEventSynchronize kiln makes.
+void note_host_wait();
+
 }  // namespace kiln::cuda

@@ -38,6 +38,7 @@ std::string unavailable_reason() { return kNotBuilt; }
 void synchronize(int) { throw Error(kiln::detail::str("cuda::synchronize: ", kNotBuilt)); }
 
 void wait_for_all_devices() noexcept {}  // no device can have been used
+int64_t host_wait_count() { return 0; }
 
 // A setting with no GPU to apply it to: kept, so a program that sets it runs anywhere.
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }

@@ -442,6 +442,49 @@ TEST_CASE("[cuda] the caching allocator reaches a steady state within 2 training
   CHECK(after_step.back().cache_hits > after_step[1].cache_hits);
 }
 
+TEST_CASE("[cuda] a training step only queues work: the host waits where it reads a value, nowhere else") {
+  if (skip_without_gpu()) return;
+  // A host wait inside forward, backward or the optimizer would stall the GPU once per op:
+  // the queue drains, and every later kernel waits for the host to queue it.
+  SUBCASE("a hand-written step: forward, backward and AdamW wait for nothing; item() waits once") {
+    // Dropout on (the masks' seeds are drawn on the host), and a ContextPool in every block.
+    manual_seed(3);
+    nn::GPTConfig config = small_gpt_config(/*dropout=*/0.1);
+    config.context_pool = nn::ContextPoolModuleOptions{.s_max = 3.0};
+    nn::GPT model(config);
+    model.to(kGpu);
+    nn::optim::AdamW optimizer(nn::optim::weight_decay_groups(model), {.lr = 1e-3, .weight_decay = 0.1});
+    const nn::data::Batch batch = token_windows()->get_batch({0, 1, 2, 3});
+    const Tensor tokens = batch.input.to(kGpu), targets = batch.target.to(kGpu);
+    for (int step = 0; step < 3; ++step) {
+      CAPTURE(step);
+      const int64_t before = cuda::host_wait_count();
+      optimizer.zero_grad();
+      const Tensor loss = next_token_loss(model.forward(tokens), targets);
+      loss.backward();
+      optimizer.step();
+      CHECK(cuda::host_wait_count() == before);
+      (void)loss.item<double>();
+      CHECK(cuda::host_wait_count() == before + 1);
+    }
+  }
+  SUBCASE("the Trainer: one wait per micro-batch (its loss) and one for the clipping norm") {
+    GptProcess run(6, kGpu);
+    std::vector<int64_t> waits;
+    nn::Trainer trainer(*run.model, *run.optimizer,
+                        {.max_steps = 4, .grad_accum_steps = 2, .clip_grad_norm = 1.0, .log_interval = 0,
+                         .progress = "none", .device = kGpu});
+    trainer.set_on_step([&](const nn::StepStats&) { waits.push_back(cuda::host_wait_count()); });
+    trainer.fit(run.loader,
+                [&](const nn::data::Batch& b) { return next_token_loss(run.model->forward(b.input), b.target); });
+    REQUIRE(waits.size() == 4);
+    for (size_t i = 1; i < waits.size(); ++i) {
+      CAPTURE(i);
+      CHECK(waits[i] - waits[i - 1] == 2 + 1);
+    }
+  }
+}
+
 // ---- device mistakes ------------------------------------------------------------------------------
 
 TEST_CASE("[cuda] a model and its data on different devices are clear errors") {
