@@ -12,10 +12,17 @@
 //
 // When cudaMalloc fails, the allocator returns its cached blocks to CUDA and tries once
 // more; if that fails too, the error names the request and the allocator's figures.
+//
+// A debugging aid: with KILN_CUDA_FILL_UNINITIALIZED=1 in the environment, every block
+// handed out (new or cached) is first filled with 0xff bytes, NaN as floats, as PyTorch's
+// fill_uninitialized_memory does. A kernel that reads memory nobody wrote, or leaves part of
+// its output unwritten, then gives NaN at once instead of whatever the block held before.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <mutex>
 #include <unordered_map>
@@ -54,6 +61,14 @@ std::string format_bytes(int64_t bytes) {
   return text;
 }
 
+bool fill_uninitialized() {
+  static const bool fill = [] {
+    const char* v = std::getenv("KILN_CUDA_FILL_UNINITIALIZED");
+    return v != nullptr && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
+  }();
+  return fill;
+}
+
 struct DeviceCache {
   std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> cached blocks
   std::unordered_map<void*, size_t> live_blocks;               // block -> its size class
@@ -79,6 +94,7 @@ class CachingAllocator {
       cache.stats.reserved += static_cast<int64_t>(size);
       cache.stats.peak_reserved = std::max(cache.stats.peak_reserved, cache.stats.reserved);
     }
+    if (fill_uninitialized()) KILN_CUDA_CHECK(cudaMemsetAsync(block, 0xff, size, stream(device)));
     cache.live_blocks.emplace(block, size);
     cache.stats.allocated += static_cast<int64_t>(size);
     cache.stats.peak_allocated = std::max(cache.stats.peak_allocated, cache.stats.allocated);
@@ -125,10 +141,12 @@ class CachingAllocator {
     return caches_[device];
   }
 
-  // cudaFree on every cached block of `device` (it waits for the device, so no queued
-  // kernel can still be using one).
+  // cudaFree on every cached block of `device`, once the stream's queued work (which may
+  // still use a cached block) is done. cudaFree would wait for the device too, but CUDA only
+  // says it "may" synchronise; this runs on out-of-memory and empty_cache() only.
   static void release_cached(int device, DeviceCache& cache) {
-    set_device(device);
+    note_host_wait();
+    KILN_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
     for (auto& [size, blocks] : cache.free_blocks) {
       for (void* block : blocks) {
         KILN_CUDA_CHECK(cudaFree(block));

@@ -7,6 +7,10 @@
 // activation sizes every iteration. The allocator (cuda/allocator.cu) keeps freed blocks
 // in size classes and hands them out again; a training loop reaches a steady reserved
 // size after its first step and calls cudaMalloc no more.
+//
+// Debugging: KILN_CUDA_FILL_UNINITIALIZED=1 fills every block the allocator hands out with
+// NaN bytes first, so a read of memory no kernel wrote shows up as NaN (the [cuda] tests
+// run with it on a GPU, .ci/gpu, and under the emulator, tools/cuda_emulator/suite.sh).
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 // This one header stands in for the CUDA runtime, cuda_bf16.h, cuda_fp16.h, math_constants.h,
 // mma.h (WMMA) and kiln's cuda/check.h and cuda/stream.h (run.sh makes forwarding headers of those
 // names). rewrite.py turns every `kernel<<<grid, block, smem, stream>>>(args)` into
-// cpemu::launch(...).
+// cpemu::launch_on(stream, ...).
 //
 // Model, and what it checks:
 // - One launch runs its blocks one after another (in order, reversed or shuffled: block_order),
@@ -73,7 +73,10 @@ enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorNotReady = 600,
 };
 enum cudaDeviceAttr {
   cudaDevAttrMemoryClockRate = 36,
@@ -102,7 +105,9 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) 
   return cudaSuccess;
 }
 template <class K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
-// Host-mapped memory is host memory here, and device memory too.
+#ifndef CPEMU_FULL_RUNTIME
+// For the kernel families (run.sh): device memory and host-mapped memory are both host
+// memory, and work runs when it is queued. (The full runtime, cpemu_runtime.h, has its own.)
 constexpr unsigned cudaHostAllocPortable = 1, cudaHostAllocMapped = 2;
 inline cudaError_t cudaHostAlloc(void** p, size_t n, unsigned) {
   *p = std::malloc(n);
@@ -122,6 +127,7 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
   std::memset(p, v, n);
   return cudaSuccess;
 }
+#endif
 
 #ifndef CPEMU_FULL_RUNTIME
 // kiln's cuda/check.h and cuda/stream.h: errors abort, every device has one (null) stream.
@@ -339,14 +345,20 @@ inline void fiber_main() {
   tls_scheduler->fibers[size_t(tls_scheduler->current)].done = true;
 }  // returns to the scheduler through uc_link
 
-// kernel<<<grid, block, smem, stream>>>(args...), as rewrite.py emits it.
+// What is wrong with a launch configuration (nullptr: nothing).
+inline const char* config_error(dim3 grid, dim3 block, size_t smem) {
+  if (grid.z != 1 || block.y != 1 || block.z != 1) return "only 1-D blocks and 1-D or 2-D grids are emulated";
+  if (block.x == 0 || block.x > 1024 || grid.x == 0 || grid.x > 2147483647u || grid.y == 0 || grid.y > 65535)
+    return "launch configuration out of CUDA's limits";
+  if (smem > size_t(kCpemuMaxDynamicSmem)) return "dynamic shared memory above the 227 KiB limit";
+  return nullptr;
+}
+
+// Runs a kernel now: every block, each thread a fiber (see the header).
 template <class Kernel, class... Args>
 void launch(dim3 grid, dim3 block, size_t smem, Kernel kernel, Args... args) {
   stats.launches++;
-  if (grid.z != 1 || block.y != 1 || block.z != 1) die("only 1-D blocks and 1-D or 2-D grids are emulated");
-  if (block.x == 0 || block.x > 1024 || grid.x == 0 || grid.x > 2147483647u || grid.y == 0 || grid.y > 65535)
-    die("launch configuration out of CUDA's limits");
-  if (smem > size_t(kCpemuMaxDynamicSmem)) die("dynamic shared memory above the 227 KiB limit");
+  if (const char* error = config_error(grid, block, smem)) die(error);
   if (block.x % kWarp) stats.partial_warps++;
   if (grid_cap && grid.x > grid_cap) grid.x = grid_cap;
 
@@ -422,6 +434,32 @@ void launch(dim3 grid, dim3 block, size_t smem, Kernel kernel, Args... args) {
   tls_block = nullptr;
   stats.site_mismatches += state.block_bar.site_mismatches;
   for (auto& w : state.warps) stats.site_mismatches += w.bar.site_mismatches;
+}
+
+#ifdef CPEMU_FULL_RUNTIME
+// Queues `work` on `stream` (nullptr: the legacy default stream); cpemu_runtime.h.
+inline void enqueue(cudaStream_t stream, std::function<void()> work);
+#endif
+
+// kernel<<<grid, block, smem, stream>>>(args...), as rewrite.py emits it. With the full
+// runtime (suite.sh) the launch is queued on its stream, its arguments copied as CUDA copies
+// them, and runs when the host waits for that stream; for the kernel families (run.sh) it
+// runs at once.
+template <class Kernel, class... Args>
+void launch_on(cudaStream_t stream, dim3 grid, dim3 block, size_t smem, Kernel kernel, Args... args) {
+#ifdef CPEMU_FULL_RUNTIME
+  // A bad configuration is an error of the launch itself, as CUDA's (cudaGetLastError
+  // returns it, and KILN_CUDA_LAUNCH_CHECK turns it into a kiln::Error at the launch).
+  if (const char* error = config_error(grid, block, smem)) {
+    std::fprintf(stderr, "cpemu: %s\n", error);
+    cpemu_fail(cudaErrorInvalidConfiguration);
+    return;
+  }
+  enqueue(stream, [=] { launch(grid, block, smem, kernel, args...); });
+#else
+  (void)stream;
+  launch(grid, block, smem, kernel, args...);
+#endif
 }
 
 }  // namespace cpemu

@@ -5,9 +5,12 @@
 
 Two rewrites, nothing else changes:
   kernel<<<grid, block, smem, stream>>>(args)
-      -> cpemu::launch(grid, block, smem, [&](auto&... a) { kernel(a...); }, args)
+      -> cpemu::launch_on(stream, grid, block, smem, [=](auto&... a) { kernel(a...); }, args)
      The kernel is called through a generic lambda so its template arguments are deduced
-     from the call, as nvcc does (`map_1d_kernel<<<...>>>(f, out, ...)`).
+     from the call, as nvcc does (`map_1d_kernel<<<...>>>(f, out, ...)`); it captures by
+     value, because the launch runs after the launching function has returned (a kernel
+     named by a local function pointer must outlive it). A launch that names no stream goes
+     to the legacy default stream (nullptr), as in CUDA.
   extern __shared__ [__align__(N)] unsigned char name[];
       -> unsigned char* name = cpemu::dyn_smem();
 """
@@ -75,17 +78,19 @@ def rewrite(src):
         kernel = src[k:j].strip()
         e = src.find('>>>', j)
         config = split_top_level(src[j + 3:e])
-        config += ['0'] * (3 - len(config))  # smem defaults to 0; the stream is dropped
+        config += ['0'] * (3 - len(config))  # smem defaults to 0
+        if len(config) < 4:
+            config.append('nullptr')  # the legacy default stream
         a = e + 3
         while src[a].isspace():
             a += 1
         assert src[a] == '(', 'no argument list after ' + src[j:a + 20]
         m = matching_paren(src, a)
         args = src[a + 1:m].strip()
-        call = '[&](auto&... cpemu_a) { %s(cpemu_a...); }' % kernel
+        call = '[=](auto&... cpemu_a) { %s(cpemu_a...); }' % kernel
         out.append(src[i:k])
-        out.append('cpemu::launch(%s, %s, %s, %s%s)' % (config[0], config[1], config[2], call,
-                                                        ', ' + args if args else ''))
+        out.append('cpemu::launch_on(%s, %s, %s, %s, %s%s)' % (config[3], config[0], config[1], config[2], call,
+                                                               ', ' + args if args else ''))
         i = m + 1
         launches += 1
     return ''.join(out), launches

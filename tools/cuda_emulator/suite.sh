@@ -73,10 +73,20 @@ log="$out/suite.log"
 status=0
 # Line-buffered, with each case's duration: after a timeout the log's last line names the
 # case before the one that did not finish.
-timeout "$timeout_s" stdbuf -oL "$build/tests/kiln_tests" --source-file='*test_cuda*' --duration=true "${slow[@]}" "$@" \
+KILN_CUDA_FILL_UNINITIALIZED=1 timeout "$timeout_s" stdbuf -oL "$build/tests/kiln_tests" --source-file='*test_cuda*' --duration=true "${slow[@]}" "$@" \
   > "$log" 2>&1 ||
   status=$?
 grep -E "^\[doctest\] (test cases|assertions)" "$log" || echo "suite.sh: kiln_tests ended with status $status (see $log)"
+
+# A host access to device memory (cpemu_runtime.h) prints the host stack as offsets into
+# kiln_tests; name the functions.
+if grep -q "the HOST touched device memory" "$log"; then
+  grep -m1 "the HOST touched device memory" "$log" | sed "s/ Host stack:$//"
+  echo "  host stack:"
+  grep -A40 "the HOST touched device memory" "$log" | grep -o 'kiln_tests(+0x[0-9a-f]*)' |
+    sed 's/.*(+\(0x[0-9a-f]*\))/\1/' | xargs -r addr2line -f -C -e "$build/tests/kiln_tests" |
+    paste - - | cut -f1 | sed 's/^/    /'
+fi
 
 # Failing cases against the expected list, as tools/cuda_dry_run does.
 failed=$(awk '/^TEST CASE:/{sub(/^TEST CASE: +/, ""); tc=$0} /ERROR|FATAL/{print tc}' "$log" | sort -u)
