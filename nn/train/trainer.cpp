@@ -20,6 +20,7 @@
 #include "kiln/nn/train/metrics_log.h"
 #include "kiln/nn/train/progress.h"
 #include "kiln/ops/elementwise.h"
+#include "kiln/ops/shape.h"
 
 namespace kiln::nn {
 
@@ -252,13 +253,13 @@ StepStats Trainer::train_step(const Run& run, BatchSource& data, const LossFn& l
   stats.lr = optimizer_.lr(0);
 
   optimizer_.zero_grad();
-  double loss_sum = 0;
+  std::vector<Tensor> losses;  // each micro-batch's, left on the device until all are queued
   for (int64_t micro = 0; micro < options_.grad_accum_steps; ++micro) {
     const data::Batch batch = next_batch(data);
     stats.items += count_items(batch);
-    loss_sum += backward_micro_batch(run, batch, loss_fn, micro);
+    losses.push_back(backward_micro_batch(run, batch, loss_fn));
   }
-  stats.loss = loss_sum / static_cast<double>(options_.grad_accum_steps);
+  stats.loss = read_losses(run, losses);
 
   stats.grad_norm = kNaN;
   if (options_.clip_grad_norm > 0) {
@@ -274,8 +275,9 @@ data::Batch Trainer::next_batch(BatchSource& data) const {
   return batch_on(data.next(), options_.device);
 }
 
-// Computes one micro-batch's loss, checks it, and adds its share of the gradient.
-double Trainer::backward_micro_batch(const Run& run, const data::Batch& batch, const LossFn& loss_fn, int64_t micro) {
+// Computes one micro-batch's loss and adds its share of the gradient; returns the loss,
+// detached, in f64, where it was computed (read_losses checks it).
+Tensor Trainer::backward_micro_batch(const Run& run, const data::Batch& batch, const LossFn& loss_fn) {
   const int64_t step = run.step + 1, accum = options_.grad_accum_steps;
   const Tensor loss = loss_fn(batch);
   KILN_CHECK(loss.defined(), "Trainer: the loss function returned an undefined tensor at step ", step);
@@ -285,14 +287,27 @@ double Trainer::backward_micro_batch(const Run& run, const data::Batch& batch, c
              " does not require grad (computed under NoGradGuard, from detached tensors, or by a model whose "
              "parameters do not require grad?)");
 
-  const double value = loss.item<double>();  // the one wait per micro-batch on a GPU
-  if (!std::isfinite(value))
-    stop_on_non_finite(run, accum > 1 ? detail::str("the loss of micro-batch ", micro + 1, " of ", accum) : "the loss",
-                       value);
   // Each micro-batch's loss is a mean over its own rows; scaling by 1/accum makes the
   // accumulated gradient that of the mean over all of them, as one big batch would.
   (accum == 1 ? loss : loss / static_cast<double>(accum)).backward();
-  return value;
+  return loss.detach().to(f64);
+}
+
+// Reads the step's micro-batch losses in one copy (on a GPU, the step's one wait for the
+// device besides the clipping norm), stops on the first that is not finite, and returns
+// their mean. The optimizer has not stepped yet, so a stop leaves the weights untouched.
+double Trainer::read_losses(const Run& run, const std::vector<Tensor>& losses) const {
+  const int64_t accum = options_.grad_accum_steps;
+  const std::vector<double> values = stack(losses).to(Device::cpu()).to_vector<double>();
+  double sum = 0;
+  for (int64_t micro = 0; micro < accum; ++micro) {
+    const double value = values[static_cast<size_t>(micro)];
+    if (!std::isfinite(value))
+      stop_on_non_finite(run, accum > 1 ? detail::str("the loss of micro-batch ", micro + 1, " of ", accum) : "the loss",
+                         value);
+    sum += value;
+  }
+  return sum / static_cast<double>(accum);
 }
 
 void Trainer::stop_on_non_finite(const Run& run, const std::string& what, double value) const {
