@@ -64,7 +64,7 @@ std::string format_bytes(int64_t bytes) {
 bool fill_uninitialized() {
   static const bool fill = [] {
     const char* v = std::getenv("KILN_CUDA_FILL_UNINITIALIZED");
-    return v != nullptr && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
+    return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
   }();
   return fill;
 }
@@ -145,8 +145,7 @@ class CachingAllocator {
   // still use a cached block) is done. cudaFree would wait for the device too, but CUDA only
   // says it "may" synchronise; this runs on out-of-memory and empty_cache() only.
   static void release_cached(int device, DeviceCache& cache) {
-    note_host_wait();
-    KILN_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+    KILN_CUDA_CHECK(wait_for(stream(device)));
     for (auto& [size, blocks] : cache.free_blocks) {
       for (void* block : blocks) {
         KILN_CUDA_CHECK(cudaFree(block));

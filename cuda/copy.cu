@@ -43,8 +43,7 @@ void copy_device_to_device(void* dst, int dst_device, const void* src, int src_d
   KILN_CUDA_CHECK(queued);
   set_device(src_device);  // the source's stream, on its own device
   KILN_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, nbytes, s));
-  note_host_wait();
-  KILN_CUDA_CHECK(cudaStreamSynchronize(s));
+  KILN_CUDA_CHECK(wait_for(s));
 }
 
 namespace {

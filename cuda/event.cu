@@ -23,8 +23,7 @@ void event_destroy(void* event, int device) noexcept {
 void event_record(void* event, int device) { KILN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), stream(device))); }
 
 void event_synchronize(void* event, int device) {
-  note_host_wait();
-  KILN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+  KILN_CUDA_CHECK(wait_for(static_cast<cudaEvent_t>(event)));
   raise_device_check_failure(device);  // the work before the event is done: its checks too
 }
 

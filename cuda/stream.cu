@@ -67,18 +67,21 @@ void wait_for_all_devices() noexcept {
   Streams& s = streams();
   std::lock_guard<std::mutex> lock(s.mutex);
   for (cudaStream_t stream : s.by_device)
-    if (stream != nullptr) {
-      note_host_wait();
-      cudaStreamSynchronize(stream);  // errors: left for the next checked call (device.h)
-    }
+    if (stream != nullptr) wait_for(stream);  // errors: left for the next checked call (device.h)
 }
 
-void note_host_wait() { g_host_waits.fetch_add(1, std::memory_order_relaxed); }
+cudaError_t wait_for(cudaStream_t stream) {
+  g_host_waits.fetch_add(1, std::memory_order_relaxed);
+  return cudaStreamSynchronize(stream);
+}
+cudaError_t wait_for(cudaEvent_t event) {
+  g_host_waits.fetch_add(1, std::memory_order_relaxed);
+  return cudaEventSynchronize(event);
+}
 int64_t host_wait_count() { return g_host_waits.load(std::memory_order_relaxed); }
 
 void synchronize(int device) {
-  note_host_wait();
-  KILN_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+  KILN_CUDA_CHECK(wait_for(stream(device)));
   raise_device_check_failure(device);  // a value checked on the GPU was out of range
 }
 

@@ -20,8 +20,10 @@ void set_device(int device);
 // (cudaSetDevice), so the caller's next launches and allocations go to it.
 cudaStream_t stream(int device);
 
-// Counts one host wait for host_wait_count() (device.h); called next to every
-// cudaStreamSynchronize / cudaEventSynchronize kiln makes.
-void note_host_wait();
+// The host waits for everything queued on `stream`, or before `event`'s record. Every wait
+// kiln makes goes through these, so host_wait_count() (device.h) counts them all. They
+// return CUDA's status for the caller to check (or, in noexcept code, to leave).
+cudaError_t wait_for(cudaStream_t stream);
+cudaError_t wait_for(cudaEvent_t event);
 
 }  // namespace kiln::cuda
