@@ -129,3 +129,27 @@ TEST_CASE("[cuda] clip_grad_norm_ matches the CPU for norms 2, 1, 3 and inf") {
     }
   }
 }
+
+TEST_CASE("[cuda] get_total_norm stays on the GPU and waits for nothing; it matches the CPU") {
+  if (skip_without_gpu()) return;
+  const std::vector<Tensor> grads = {randn({13, 3}), randn({1}), randn({257}, {.dtype = f64})};
+  std::vector<Tensor> on_gpu;
+  for (const Tensor& g : grads) on_gpu.push_back(g.to(kGpu));
+  for (double norm_type : {2.0, 1.0, std::numeric_limits<double>::infinity()}) {
+    CAPTURE(norm_type);
+    const int64_t waits = cuda::host_wait_count();
+    const Tensor norm = optim::get_total_norm(on_gpu, norm_type);
+    CHECK(cuda::host_wait_count() == waits);
+    CHECK(norm.device() == kGpu);
+    CHECK(norm.dtype() == f64);
+    const double expected = optim::get_total_norm(grads, norm_type).item<double>();
+    CHECK(norm.item<double>() == doctest::Approx(expected).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("[cuda] get_total_norm refuses tensors on two devices") {
+  if (skip_without_gpu()) return;
+  const Tensor on_cpu = randn({3}), on_gpu = randn({2}).to(kGpu);
+  CHECK_THROWS_KILN(optim::get_total_norm({on_cpu, Tensor(), on_gpu}),
+                    "get_total_norm: the tensors must share one device; got cpu and cuda:0 (tensor 2)");
+}

@@ -591,3 +591,47 @@ TEST_CASE("clip_grad_norm_: by hand, without gradients, non-finite norms, bad ar
   CHECK_THROWS_KILN(optim::clip_grad_norm_({a}, 1.0, 0.0), "clip_grad_norm_: norm_type must be > 0");
   CHECK_THROWS_KILN(optim::clip_grad_norm_({a}, -1.0), "clip_grad_norm_: max_norm must be >= 0");
 }
+
+TEST_CASE("get_total_norm and clip_grads_with_norm_ split clip_grad_norm_ in two, with the same results") {
+  for (double norm_type : {2.0, 1.0, 3.0, double(INFINITY)}) {
+    CAPTURE(norm_type);
+    Problem whole, split;
+    whole.backward();
+    split.backward();
+    const double total = optim::clip_grad_norm_({whole.w, whole.b}, 0.5, norm_type);
+    const Tensor norm = optim::get_total_norm(optim::gradients({split.w, split.b}), norm_type);
+    CHECK(norm.dim() == 0);
+    CHECK(norm.dtype() == f64);
+    CHECK(norm.item<double>() == total);
+    optim::clip_grads_with_norm_({split.w, split.b}, 0.5, norm.item<double>());
+    CHECK(split.w.grad().to_vector<double>() == whole.w.grad().to_vector<double>());
+    CHECK(split.b.grad().to_vector<double>() == whole.b.grad().to_vector<double>());
+  }
+}
+
+TEST_CASE("get_total_norm and clip_grads_with_norm_: by hand, mixed dtypes, nothing to clip, bad arguments") {
+  Tensor a = zeros({2}, {.requires_grad = true}), b = zeros({1}, {.dtype = f64, .requires_grad = true});
+  Tensor none = zeros({3}, {.requires_grad = true});
+  a.set_grad(from_vector(std::vector<float>{3, 0}));
+  b.set_grad(from_vector(std::vector<double>{-4}));
+  CHECK(optim::gradients({a, none, b}).size() == 2);
+  CHECK(optim::get_total_norm(optim::gradients({a, none, b})).item<double>() == doctest::Approx(5.0));
+  CHECK(optim::get_total_norm({a.grad(), Tensor(), b.grad()}, 1.0).item<double>() == doctest::Approx(7.0));
+  CHECK(optim::get_total_norm({a.grad(), b.grad()}, INFINITY).item<double>() == 4.0);
+  CHECK(optim::get_total_norm({}).item<double>() == 0);
+
+  // A norm under max_norm, or one that is not a number, leaves the gradients alone (bit for bit).
+  for (double total : {0.99, 0.5, double(NAN), double(INFINITY)}) {
+    CAPTURE(total);
+    optim::clip_grads_with_norm_({a, b}, 1.0, total);
+    CHECK(a.grad().to_vector<float>() == std::vector<float>{3, 0});
+    CHECK(b.grad().to_vector<double>() == std::vector<double>{-4});
+  }
+  optim::clip_grads_with_norm_({a, none, b}, 1.0, 5.0);
+  check_values(a.grad(), {3.0 / (5 + 1e-6), 0});
+  check_values(b.grad(), {-4.0 / (5 + 1e-6)});
+  CHECK_FALSE(none.grad().defined());
+
+  CHECK_THROWS_KILN(optim::get_total_norm({a.grad()}, -2.0), "get_total_norm: norm_type must be > 0");
+  CHECK_THROWS_KILN(optim::clip_grads_with_norm_({a}, -1.0, 5.0), "clip_grads_with_norm_: max_norm must be >= 0");
+}

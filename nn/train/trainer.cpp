@@ -96,6 +96,14 @@ struct StepTotals {
   double rate() const { return static_cast<double>(items) / seconds; }
 };
 
+// The values of one-element tensors on one device, read in one copy (on a GPU, one wait).
+std::vector<double> read_scalars(const std::vector<Tensor>& scalars) {
+  std::vector<Tensor> flat;
+  flat.reserve(scalars.size());
+  for (const Tensor& t : scalars) flat.push_back(t.reshape({1}));
+  return cat(flat).to(Device::cpu()).to_vector<double>();
+}
+
 }  // namespace
 
 // The counters of one fit().
@@ -259,12 +267,18 @@ StepStats Trainer::train_step(const Run& run, BatchSource& data, const LossFn& l
     stats.items += count_items(batch);
     losses.push_back(backward_micro_batch(run, batch, loss_fn));
   }
-  stats.loss = read_losses(run, losses);
+  // The gradient norm is queued behind the last backward and read in the same copy as the
+  // losses: on a GPU, the step's one wait for the device.
+  const bool clipping = options_.clip_grad_norm > 0;
+  if (clipping) losses.push_back(optim::get_total_norm(optim::gradients(optimizer_.parameters())));
+  const std::vector<double> values = read_scalars(losses);
 
+  stats.loss = mean_loss(run, values);
   stats.grad_norm = kNaN;
-  if (options_.clip_grad_norm > 0) {
-    stats.grad_norm = optim::clip_grad_norm_(optimizer_.parameters(), options_.clip_grad_norm);
+  if (clipping) {
+    stats.grad_norm = values.back();
     if (!std::isfinite(stats.grad_norm)) stop_on_non_finite(run, "the gradient norm", stats.grad_norm);
+    optim::clip_grads_with_norm_(optimizer_.parameters(), options_.clip_grad_norm, stats.grad_norm);
   }
   optimizer_.step();
   stats.seconds = seconds_since(started);
@@ -276,7 +290,7 @@ data::Batch Trainer::next_batch(BatchSource& data) const {
 }
 
 // Computes one micro-batch's loss and adds its share of the gradient; returns the loss,
-// detached, in f64, where it was computed (read_losses checks it).
+// detached, in f64, where it was computed (mean_loss checks it).
 Tensor Trainer::backward_micro_batch(const Run& run, const data::Batch& batch, const LossFn& loss_fn) {
   const int64_t step = run.step + 1, accum = options_.grad_accum_steps;
   const Tensor loss = loss_fn(batch);
@@ -293,12 +307,11 @@ Tensor Trainer::backward_micro_batch(const Run& run, const data::Batch& batch, c
   return loss.detach().to(f64);
 }
 
-// Reads the step's micro-batch losses in one copy (on a GPU, the step's one wait for the
-// device besides the clipping norm), stops on the first that is not finite, and returns
-// their mean. The optimizer has not stepped yet, so a stop leaves the weights untouched.
-double Trainer::read_losses(const Run& run, const std::vector<Tensor>& losses) const {
+// The mean of the step's micro-batch losses, the first grad_accum_steps `values`; stops on
+// the first that is not finite. The optimizer has not stepped yet, so a stop leaves the
+// weights untouched.
+double Trainer::mean_loss(const Run& run, const std::vector<double>& values) const {
   const int64_t accum = options_.grad_accum_steps;
-  const std::vector<double> values = stack(losses).to(Device::cpu()).to_vector<double>();
   double sum = 0;
   for (int64_t micro = 0; micro < accum; ++micro) {
     const double value = values[static_cast<size_t>(micro)];

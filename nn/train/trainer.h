@@ -31,9 +31,9 @@
 // Devices. TrainerOptions::device says where the model lives: fit() checks that every
 // parameter is there (move the model with model.to(device) before building the optimizer)
 // and moves each batch there before the loss function sees it. On a GPU the only waits
-// for the device are the ones the loop needs anyway: reading the step's micro-batch
-// losses, all in one copy after the last backward (the NaN stop and the logged loss), and
-// the gradient norm when clipping.
+// for the device are the ones the loop needs anyway: one per step, reading the step's
+// micro-batch losses (the NaN stop and the logged loss) and, when clipping, the gradient
+// norm, all in one copy after the last backward.
 //
 // Checkpoints. checkpoint_dir/latest.ckpt.safetensors holds the model, the optimizer
 // (moments, step counts, lrs), kiln's global RNG state (dropout masks), the step and the
@@ -140,7 +140,7 @@ class Trainer {
   std::string plan_message(const Run& run) const;
   StepStats train_step(const Run& run, BatchSource& data, const LossFn& loss_fn);
   Tensor backward_micro_batch(const Run& run, const data::Batch& batch, const LossFn& loss_fn);
-  double read_losses(const Run& run, const std::vector<Tensor>& losses) const;
+  double mean_loss(const Run& run, const std::vector<double>& values) const;
   [[noreturn]] void stop_on_non_finite(const Run& run, const std::string& what, double value) const;
   void report_step(Run& run, const StepStats& stats);
   void evaluate(Run& run);
