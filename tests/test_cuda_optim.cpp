@@ -147,9 +147,13 @@ TEST_CASE("[cuda] get_total_norm stays on the GPU and waits for nothing; it matc
   }
 }
 
-TEST_CASE("[cuda] get_total_norm refuses tensors on two devices") {
+TEST_CASE("[cuda] get_total_norm of tensors on two devices lives on the first one's device") {
   if (skip_without_gpu()) return;
-  const Tensor on_cpu = randn({3}), on_gpu = randn({2}).to(kGpu);
-  CHECK_THROWS_KILN(optim::get_total_norm({on_cpu, Tensor(), on_gpu}),
-                    "get_total_norm: the tensors must share one device; got cpu and cuda:0 (tensor 2)");
+  const Tensor a = from_vector(std::vector<float>{3, 0}), b = from_vector(std::vector<float>{-4});
+  const Tensor on_cpu = optim::get_total_norm({a, Tensor(), b.to(kGpu)});
+  CHECK(on_cpu.device() == Device::cpu());
+  CHECK(on_cpu.item<double>() == doctest::Approx(5.0));
+  const Tensor on_gpu = optim::get_total_norm({b.to(kGpu), a}, 1.0);
+  CHECK(on_gpu.device() == kGpu);
+  CHECK(on_gpu.item<double>() == doctest::Approx(7.0));
 }

@@ -632,6 +632,17 @@ TEST_CASE("get_total_norm and clip_grads_with_norm_: by hand, mixed dtypes, noth
   check_values(b.grad(), {-4.0 / (5 + 1e-6)});
   CHECK_FALSE(none.grad().defined());
 
+  // A NaN gradient makes every norm NaN, the largest-magnitude one too (not the max of
+  // the others), so clipping leaves the gradients alone.
+  Tensor c = zeros({2}, {.requires_grad = true});
+  c.set_grad(from_vector(std::vector<float>{NAN, 1}));
+  for (double norm_type : {2.0, 1.0, double(INFINITY)}) {
+    CAPTURE(norm_type);
+    CHECK(std::isnan(optim::get_total_norm({a.grad(), c.grad()}, norm_type).item<double>()));
+    CHECK(std::isnan(optim::clip_grad_norm_({a, c}, 1.0, norm_type)));
+  }
+
   CHECK_THROWS_KILN(optim::get_total_norm({a.grad()}, -2.0), "get_total_norm: norm_type must be > 0");
+  CHECK_THROWS_KILN(optim::clip_grads_with_norm_({a}, 1.0, -1.0), "clip_grads_with_norm_: total_norm is a norm");
   CHECK_THROWS_KILN(optim::clip_grads_with_norm_({a}, -1.0, 5.0), "clip_grads_with_norm_: max_norm must be >= 0");
 }

@@ -27,18 +27,17 @@ std::vector<Tensor> gradients(const std::vector<Tensor>& params) {
 
 // The norm of all tensors together is the norm of their norms: the largest one for inf,
 // else (sum of norm_i^p)^(1/p). The per-tensor norms are widened to f64 and combined as
-// tensors, so the whole sum stays on the tensors' device and nothing waits for it.
+// tensors, so the whole sum stays on the tensors' device and nothing waits for it. Norms of
+// tensors on another device are moved to the first one's, as PyTorch does (a copy, and on a
+// GPU a wait: mixing devices is the unusual case).
 Tensor get_total_norm(const std::vector<Tensor>& tensors, double norm_type) {
   KILN_CHECK(norm_type > 0, "get_total_norm: norm_type must be > 0 (or inf), got ", norm_type);
   NoGradGuard no_grad;
   std::vector<Tensor> norms;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const Tensor& t = tensors[i];
+  for (const Tensor& t : tensors) {
     if (!t.defined()) continue;
-    if (!norms.empty())
-      KILN_CHECK(t.device() == norms[0].device(), "get_total_norm: the tensors must share one device; got ",
-                 norms[0].device().str(), " and ", t.device().str(), " (tensor ", i, ")");
-    norms.push_back(norm(t, norm_type).to(f64));
+    const Tensor n = norm(t, norm_type).to(f64);
+    norms.push_back(norms.empty() ? n : n.to(norms[0].device()));
   }
   if (norms.empty()) return zeros({}, {.dtype = f64});
   const Tensor all = stack(norms);
@@ -48,6 +47,7 @@ Tensor get_total_norm(const std::vector<Tensor>& tensors, double norm_type) {
 
 void clip_grads_with_norm_(const std::vector<Tensor>& params, double max_norm, double total_norm) {
   check_max_norm("clip_grads_with_norm_", max_norm);
+  KILN_CHECK(!(total_norm < 0), "clip_grads_with_norm_: total_norm is a norm, so >= 0; got ", total_norm);
   if (!std::isfinite(total_norm)) return;
   const double scale = max_norm / (total_norm + 1e-6);
   if (scale >= 1) return;

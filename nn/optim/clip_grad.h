@@ -25,7 +25,8 @@ std::vector<Tensor> gradients(const std::vector<Tensor>& params);
 // The norm_type-norm (2 by default; any p > 0, or INFINITY for the largest magnitude) of
 // `tensors` taken as one long vector, as a 0-d f64 tensor on their device. Nothing is read
 // on the host: on a GPU this only queues work. Undefined tensors are skipped; with none the
-// norm is 0 (on the CPU). The tensors must share a device.
+// norm is 0 (on the CPU). The norm lives on the first tensor's device; norms of tensors on
+// another device are copied there (as PyTorch does).
 Tensor get_total_norm(const std::vector<Tensor>& tensors, double norm_type = 2.0);
 
 // Scales every gradient of `params` in place by max_norm / (total_norm + 1e-6) when that

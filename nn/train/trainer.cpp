@@ -261,17 +261,21 @@ StepStats Trainer::train_step(const Run& run, BatchSource& data, const LossFn& l
   stats.lr = optimizer_.lr(0);
 
   optimizer_.zero_grad();
-  std::vector<Tensor> losses;  // each micro-batch's, left on the device until all are queued
+  // Each micro-batch's loss, then the gradient norm: left on the device until all are queued.
+  std::vector<Tensor> scalars;
   for (int64_t micro = 0; micro < options_.grad_accum_steps; ++micro) {
     const data::Batch batch = next_batch(data);
     stats.items += count_items(batch);
-    losses.push_back(backward_micro_batch(run, batch, loss_fn));
+    scalars.push_back(backward_micro_batch(run, batch, loss_fn));
   }
   // The gradient norm is queued behind the last backward and read in the same copy as the
-  // losses: on a GPU, the step's one wait for the device.
+  // losses: on a GPU, the step's one wait for the device. It goes to the losses' device
+  // (with no gradient at all it is a CPU zero; a loss function may compute elsewhere).
   const bool clipping = options_.clip_grad_norm > 0;
-  if (clipping) losses.push_back(optim::get_total_norm(optim::gradients(optimizer_.parameters())));
-  const std::vector<double> values = read_scalars(losses);
+  if (clipping)
+    scalars.push_back(
+        optim::get_total_norm(optim::gradients(optimizer_.parameters())).to(scalars.front().device()));
+  const std::vector<double> values = read_scalars(scalars);
 
   stats.loss = mean_loss(run, values);
   stats.grad_norm = kNaN;
