@@ -13,10 +13,19 @@
 // When cudaMalloc fails, the allocator returns its cached blocks to CUDA and tries once
 // more; if that fails too, the error names the request and the allocator's figures.
 //
-// A debugging aid: with KILN_CUDA_FILL_UNINITIALIZED=1 in the environment, every block
-// handed out (new or cached) is first filled with 0xff bytes, NaN as floats, as PyTorch's
-// fill_uninitialized_memory does. A kernel that reads memory nobody wrote, or leaves part of
-// its output unwritten, then gives NaN at once instead of whatever the block held before.
+// Two debugging aids, read from the environment once:
+// - KILN_CUDA_FILL_UNINITIALIZED=1: every block handed out (new or cached) is first filled
+//   with 0xff bytes, NaN as floats, as PyTorch's fill_uninitialized_memory does. A kernel
+//   that reads memory nobody wrote, or leaves part of its output unwritten, then gives NaN
+//   at once instead of whatever the block held before.
+// - KILN_CUDA_NO_CACHING=1: no cache and no rounding, as with PyTorch's
+//   PYTORCH_NO_CUDA_MEMORY_CACHING (which uses cudaMalloc/cudaFree). Every tensor gets its
+//   own allocation of exactly its size (cudaMallocAsync on the device's stream) and gives it
+//   back when freed (cudaFreeAsync, after the work already queued, so no host wait; CUDA's
+//   pool returns the memory to the device at the next synchronisation). A kernel that
+//   reads or writes past its buffer then leaves the allocation, where compute-sanitizer's
+//   memcheck (.ci/gpu memcheck) or the emulator's guard pages (tools/cuda_emulator/suite.sh
+//   --guard) see it; inside a rounded, cached block it would go unnoticed.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -61,11 +70,14 @@ std::string format_bytes(int64_t bytes) {
   return text;
 }
 
+// A switch set in the environment to anything but "" or "0".
+bool env_switch(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
+}
+
 bool fill_uninitialized() {
-  static const bool fill = [] {
-    const char* v = std::getenv("KILN_CUDA_FILL_UNINITIALIZED");
-    return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
-  }();
+  static const bool fill = env_switch("KILN_CUDA_FILL_UNINITIALIZED");
   return fill;
 }
 
@@ -73,18 +85,23 @@ struct DeviceCache {
   std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> cached blocks
   std::unordered_map<void*, size_t> live_blocks;               // block -> its size class
   MemoryStats stats;
+  // The device's stream, kept at the first allocation so that free() (noexcept, and run
+  // by destructors as late as the process's exit) never has to look it up.
+  cudaStream_t stream = nullptr;
 };
 
 class CachingAllocator {
  public:
   void* allocate(size_t nbytes, int device) {
-    const size_t size = size_class(nbytes);
+    const bool caching = caching_enabled();
+    const size_t size = caching ? size_class(nbytes) : std::max<size_t>(nbytes, 1);
     set_device(device);  // checks the index before it sizes any table
     std::lock_guard<std::mutex> lock(mutex_);
     DeviceCache& cache = device_cache(device);
+    if (cache.stream == nullptr) cache.stream = stream(device);
     void* block = nullptr;
     auto cached = cache.free_blocks.find(size);
-    if (cached != cache.free_blocks.end() && !cached->second.empty()) {
+    if (caching && cached != cache.free_blocks.end() && !cached->second.empty()) {
       block = cached->second.back();
       cached->second.pop_back();
       ++cache.stats.cache_hits;
@@ -94,7 +111,7 @@ class CachingAllocator {
       cache.stats.reserved += static_cast<int64_t>(size);
       cache.stats.peak_reserved = std::max(cache.stats.peak_reserved, cache.stats.reserved);
     }
-    if (fill_uninitialized()) KILN_CUDA_CHECK(cudaMemsetAsync(block, 0xff, size, stream(device)));
+    if (fill_uninitialized()) KILN_CUDA_CHECK(cudaMemsetAsync(block, 0xff, size, cache.stream));
     cache.live_blocks.emplace(block, size);
     cache.stats.allocated += static_cast<int64_t>(size);
     cache.stats.peak_allocated = std::max(cache.stats.peak_allocated, cache.stats.allocated);
@@ -113,7 +130,18 @@ class CachingAllocator {
       return;
     }
     cache.stats.allocated -= static_cast<int64_t>(live->second);
-    cache.free_blocks[live->second].push_back(block);
+    if (caching_enabled()) {
+      cache.free_blocks[live->second].push_back(block);
+    } else {
+      // Without the cache the block goes back in stream order. A failure leaks it (and
+      // `reserved` keeps counting it); at the process's exit, when the runtime is already
+      // unloading, that is expected and not worth a line per tensor.
+      const cudaError_t error = cudaFreeAsync(block, cache.stream);
+      if (error == cudaSuccess) cache.stats.reserved -= static_cast<int64_t>(live->second);
+      else if (error != cudaErrorCudartUnloading)
+        std::fprintf(stderr, "kiln: cudaFreeAsync of %p on cuda:%d failed: %s\n", block, device,
+                     cudaGetErrorString(error));
+    }
     cache.live_blocks.erase(live);
   }
 
@@ -132,7 +160,7 @@ class CachingAllocator {
 
   void empty_cache() {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (size_t device = 0; device < caches_.size(); ++device) release_cached(static_cast<int>(device), caches_[device]);
+    for (DeviceCache& cache : caches_) release_cached(cache);
   }
 
  private:
@@ -141,11 +169,12 @@ class CachingAllocator {
     return caches_[device];
   }
 
-  // cudaFree on every cached block of `device`, once the stream's queued work (which may
+  // cudaFree on every cached block of a device, once the stream's queued work (which may
   // still use a cached block) is done. cudaFree would wait for the device too, but CUDA only
   // says it "may" synchronise; this runs on out-of-memory and empty_cache() only.
-  static void release_cached(int device, DeviceCache& cache) {
-    KILN_CUDA_CHECK(wait_for(stream(device)));
+  static void release_cached(DeviceCache& cache) {
+    if (cache.stream == nullptr) return;  // this device never allocated: nothing cached
+    KILN_CUDA_CHECK(wait_for(cache.stream));
     for (auto& [size, blocks] : cache.free_blocks) {
       for (void* block : blocks) {
         KILN_CUDA_CHECK(cudaFree(block));
@@ -155,13 +184,19 @@ class CachingAllocator {
     }
   }
 
+  // cudaMalloc, or without the cache cudaMallocAsync, queued on the device's stream like the
+  // cudaFreeAsync that gives it back.
+  static cudaError_t malloc_on(void** block, size_t size, const DeviceCache& cache) {
+    return caching_enabled() ? cudaMalloc(block, size) : cudaMallocAsync(block, size, cache.stream);
+  }
+
   void* device_malloc(size_t size, size_t requested, int device, DeviceCache& cache) {
     void* block = nullptr;
-    cudaError_t error = cudaMalloc(&block, size);
+    cudaError_t error = malloc_on(&block, size, cache);
     if (error == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();  // clear it before trying again
-      release_cached(device, cache);
-      error = cudaMalloc(&block, size);
+      release_cached(cache);
+      error = malloc_on(&block, size, cache);
     }
     if (error == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
@@ -203,6 +238,11 @@ void reset_peak_memory_stats(int device) {
 }
 
 void empty_cache() { allocator().empty_cache(); }
+
+bool caching_enabled() {
+  static const bool caching = !env_switch("KILN_CUDA_NO_CACHING");
+  return caching;
+}
 
 }  // namespace kiln::cuda
 

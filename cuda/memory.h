@@ -8,9 +8,14 @@
 // in size classes and hands them out again; a training loop reaches a steady reserved
 // size after its first step and calls cudaMalloc no more.
 //
-// Debugging: KILN_CUDA_FILL_UNINITIALIZED=1 fills every block the allocator hands out with
-// NaN bytes first, so a read of memory no kernel wrote shows up as NaN (the [cuda] tests
-// run with it on a GPU, .ci/gpu, and under the emulator, tools/cuda_emulator/suite.sh).
+// Debugging switches, read from the environment once (allocator.cu says more):
+// - KILN_CUDA_FILL_UNINITIALIZED=1 fills every block the allocator hands out with NaN bytes
+//   first, so a read of memory no kernel wrote shows up as NaN (the [cuda] tests run with it
+//   on a GPU, .ci/gpu, and under the emulator, tools/cuda_emulator/suite.sh).
+// - KILN_CUDA_NO_CACHING=1 turns the cache off: each tensor gets an allocation of exactly
+//   its size, returned when it is freed, so memory checkers see a kernel that goes past its
+//   buffer (compute-sanitizer, .ci/gpu memcheck; the emulator's guard pages, suite.sh --guard).
+//   Slow: for debugging only.
 #pragma once
 
 #include <cstdint>
@@ -35,5 +40,9 @@ void reset_peak_memory_stats(int device = 0);
 // Returns every cached (free) block of every device to CUDA. Memory held by live tensors
 // stays. Useful before handing the GPU to another library or process.
 void empty_cache();
+
+// False when KILN_CUDA_NO_CACHING is set: then every free goes back to CUDA (in stream
+// order: cudaFreeAsync), and memory_stats' reserved equals allocated.
+bool caching_enabled();
 
 }  // namespace kiln::cuda

@@ -23,6 +23,13 @@ bool skip_without_gpu() {
   return true;
 }
 
+// True, after printing why, when KILN_CUDA_NO_CACHING turned the cache off (cuda/memory.h).
+bool skip_without_cache() {
+  if (cuda::caching_enabled()) return false;
+  MESSAGE("skipped: KILN_CUDA_NO_CACHING is set, so there is no cache to reach a steady state");
+  return true;
+}
+
 }  // namespace
 
 TEST_CASE("[cuda] moving a tensor to a missing GPU is a clear error") {
@@ -98,6 +105,24 @@ TEST_CASE("[cuda] the caching allocator reuses freed blocks and keeps exact figu
   if (skip_without_gpu()) return;
   cuda::empty_cache();
   const cuda::MemoryStats before = cuda::memory_stats();
+  if (!cuda::caching_enabled()) {
+    // KILN_CUDA_NO_CACHING: exact sizes, each a new allocation, given back when freed.
+    for (int round = 1; round <= 2; ++round) {
+      CAPTURE(round);
+      {
+        const Tensor a = empty({1000}, {.device = Device::cuda()});
+        const cuda::MemoryStats during = cuda::memory_stats();
+        CHECK(during.allocated - before.allocated == 4000);
+        CHECK(during.reserved - before.reserved == 4000);
+      }
+      const cuda::MemoryStats freed = cuda::memory_stats();
+      CHECK(freed.allocated == before.allocated);
+      CHECK(freed.reserved == before.reserved);
+      CHECK(freed.device_allocs == before.device_allocs + round);
+      CHECK(freed.cache_hits == before.cache_hits);
+    }
+    return;
+  }
   {
     // 1000 floats round up to the 4096-byte class (multiples of 512 below 1 MiB).
     const Tensor a = empty({1000}, {.device = Device::cuda()});
@@ -120,7 +145,7 @@ TEST_CASE("[cuda] the caching allocator reuses freed blocks and keeps exact figu
 }
 
 TEST_CASE("[cuda] a loop that allocates the same sizes reaches a steady reserved size") {
-  if (skip_without_gpu()) return;
+  if (skip_without_gpu() || skip_without_cache()) return;
   const Tensor host = randn({64, 257});
   int64_t reserved_after_first = -1, allocs_after_first = -1;
   for (int step = 0; step < 20; ++step) {

@@ -17,6 +17,12 @@
 // - Stricter than CUDA in one place: a copy to pageable host memory is queued like any
 //   other (CUDA returns from it only when it is done), so the host must wait before reading.
 // - New device memory holds 0xff bytes (NaN), not zeros: CUDA does not clear it.
+// - Guard mode (CPEMU_GUARD=back or front; suite.sh --guard, with kiln's
+//   KILN_CUDA_NO_CACHING=1 so that each tensor is an allocation of its own): every
+//   allocation gets pages of its own, its end (back) or its start (front) against a guard
+//   page, 16-byte aligned, and no address is used twice. An access past a block's end (or
+//   before its start), or to a freed block, faults, and the message names the block and
+//   the distance. In this mode memory stays open to the host: the default mode checks that.
 // - Host-mapped (cudaHostAlloc) memory is host memory that kernels may write.
 // - Events read the host clock when their record runs; cuBLAS's strided-batched GEMMs are
 //   host loops (column-major, as cuBLAS) accumulating in float (double for f64).
@@ -46,6 +52,7 @@ inline const char* cudaGetErrorName(cudaError_t e) {
     case cudaSuccess: return "cudaSuccess";
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorCudartUnloading: return "cudaErrorCudartUnloading";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
@@ -58,6 +65,7 @@ inline const char* cudaGetErrorString(cudaError_t e) {
     case cudaSuccess: return "no error";
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorCudartUnloading: return "driver shutting down";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
@@ -143,16 +151,61 @@ inline void run_stream(Stream& stream) {
 
 // ---- device memory: one reserved range, closed to the host outside the device's work --------
 
+// Guard mode (see the file comment), read once from CPEMU_GUARD: "back" or "1" puts each
+// block's end against a guard page, "front" its start.
+enum class Guard { off, back, front };
+inline Guard guard_mode() {
+  static const Guard mode = [] {
+    const char* v = std::getenv("CPEMU_GUARD");
+    if (v == nullptr || v[0] == '\0' || std::strcmp(v, "0") == 0) return Guard::off;
+    return std::strcmp(v, "front") == 0 ? Guard::front : Guard::back;
+  }();
+  return mode;
+}
+inline size_t page_bytes() {
+  static const size_t bytes = size_t(sysconf(_SC_PAGESIZE));
+  return bytes;
+}
+// Guard mode never reuses an address, so it reserves far more addresses than the device
+// has bytes (reserved, not committed; kCpemuDeviceBytes still bounds what is live).
+constexpr size_t kGuardArenaBytes = size_t(1) << 42;
+inline size_t arena_bytes() { return guard_mode() == Guard::off ? kCpemuDeviceBytes : kGuardArenaBytes; }
+inline size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
 struct DeviceMemory {
   unsigned char* base = nullptr;
   std::map<size_t, size_t> free_ranges;  // offset -> bytes, coalesced
   std::map<size_t, size_t> live;         // offset -> bytes, for cudaFree and fault messages
   size_t used = 0;
   size_t high_water = 0;                 // end of the highest block ever handed out, page-rounded
+  size_t next_region = 0;                // guard mode: where the next block's pages start
+  std::map<size_t, size_t> requested;    // guard mode: offset -> the bytes asked for (live ones)
   bool open = false;                     // while queued work runs
   struct sigaction chained {};           // the SIGSEGV handler ours replaced
 };
 inline DeviceMemory& device_memory();
+
+// Where a faulting offset lies, in guard mode: in the guard page of a live block (back: the
+// page after the block below it ends; front: the page before the block above it starts),
+// or in no live block. Distances and sizes are the ones asked for (a block is rounded up to
+// 16 bytes, so an access less than that past the end goes unseen).
+inline int describe_guard_fault(const DeviceMemory& m, size_t offset, char* msg, size_t size) {
+  const size_t page = page_bytes();
+  if (offset >= m.next_region)
+    return std::snprintf(msg, size, "above every block ever allocated");
+  auto above = m.live.upper_bound(offset);
+  if (guard_mode() == Guard::back && above != m.live.begin()) {
+    const auto& [start, bytes] = *std::prev(above);
+    const size_t asked = m.requested.at(start);
+    if (offset >= start + bytes && offset < round_up(start + bytes, page) + page)
+      return std::snprintf(msg, size, "%zu bytes past the end of a %zu-byte block (its guard page)",
+                           offset - (start + asked), asked);
+  }
+  if (guard_mode() == Guard::front && above != m.live.end() && offset + page >= above->first)
+    return std::snprintf(msg, size, "%zu bytes before the start of a %zu-byte block (its guard page; or past the "
+                         "end of the block below)", above->first - offset, m.requested.at(above->first));
+  return std::snprintf(msg, size, "in no live block: one already freed (a use after free?)");
+}
 
 // A fault in device memory. With the memory closed it is the host's access: say which block
 // it hit and where the host was. With it open, queued work (a kernel, copy or GEMM) went
@@ -164,13 +217,17 @@ inline void on_host_access(int sig, siginfo_t* info, void*) {
   DeviceMemory& m = device_memory();
   const auto* at = static_cast<const unsigned char*>(info->si_addr);
   const bool fault = info->si_code > 0;  // raised by the hardware, not sent by kill/raise
-  if (fault && at >= m.base && at < m.base + kCpemuDeviceBytes) {
+  if (fault && at >= m.base && at < m.base + arena_bytes()) {
     const size_t offset = size_t(at - m.base);
     auto a = m.live.upper_bound(offset);
     const bool in_block = a != m.live.begin() && offset < std::prev(a)->first + std::prev(a)->second;
-    char msg[360];
+    char msg[360], where[160];
     int n = 0;
-    if (m.open)
+    if (guard_mode() != Guard::off) {
+      describe_guard_fault(m, offset, where, sizeof where);
+      n = std::snprintf(msg, sizeof msg, "\ncpemu: GUARD: %s touched device memory at %p, %s. Host stack:\n",
+                        m.open ? "queued device work (a kernel, copy or GEMM)" : "the host", info->si_addr, where);
+    } else if (m.open)
       n = std::snprintf(msg, sizeof msg, "\ncpemu: queued DEVICE work (a kernel, copy or GEMM) touched %p, past every "
                         "block ever allocated: an out-of-bounds access. Host stack:\n", info->si_addr);
     else if (in_block)
@@ -211,7 +268,7 @@ inline DeviceMemory& device_memory() {
   static DeviceMemory* m = [] {
     auto* d = new DeviceMemory;
     // Reserved, not committed: pages cost memory only once written.
-    void* p = mmap(nullptr, kCpemuDeviceBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* p = mmap(nullptr, arena_bytes(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) die("cannot reserve the emulated device memory");
     d->base = static_cast<unsigned char*>(p);
     d->free_ranges[0] = kCpemuDeviceBytes;
@@ -223,21 +280,51 @@ inline DeviceMemory& device_memory() {
 }
 
 // Only up to the high-water mark: above it nothing was ever handed out, and it stays closed.
+// In guard mode live blocks stay open and everything else closed, always.
 inline void open_device_memory() {
   DeviceMemory& m = device_memory();
-  if (m.high_water && mprotect(m.base, m.high_water, PROT_READ | PROT_WRITE)) die("mprotect failed");
+  if (guard_mode() == Guard::off && m.high_water && mprotect(m.base, m.high_water, PROT_READ | PROT_WRITE))
+    die("mprotect failed");
   m.open = true;
 }
 inline void close_device_memory() {
   DeviceMemory& m = device_memory();
-  if (m.high_water && mprotect(m.base, m.high_water, PROT_NONE)) die("mprotect failed");
+  if (guard_mode() == Guard::off && m.high_water && mprotect(m.base, m.high_water, PROT_NONE)) die("mprotect failed");
   m.open = false;
   install_access_handler();
+}
+
+// Guard mode: the block's own pages, opened, after the last block's; a closed page stays
+// between them (back: after this block's end; front: before its start).
+inline void* guarded_alloc(size_t n) {
+  DeviceMemory& m = device_memory();
+  const size_t page = page_bytes();
+  const size_t bytes = std::max<size_t>(round_up(n, 16), 16), pages = round_up(bytes, page);
+  if (m.used + bytes > kCpemuDeviceBytes) return nullptr;
+  if (m.next_region + pages + page > kGuardArenaBytes) die("guard mode used up its address range");
+  const size_t first_page = m.next_region + (guard_mode() == Guard::front ? page : 0);
+  const size_t offset = guard_mode() == Guard::front ? first_page : first_page + pages - bytes;
+  m.next_region += pages + page;
+  // Each live block is a mapping of its own: vm.max_map_count (65530 by default) bounds them.
+  if (mprotect(m.base + first_page, pages, PROT_READ | PROT_WRITE)) die("mprotect failed (too many blocks live?)");
+  m.live[offset] = bytes;
+  m.requested[offset] = n;
+  m.used += bytes;
+  return m.base + offset;
+}
+// Guard mode: the block's pages are closed for good (and their memory given back).
+inline void guarded_free(size_t offset, size_t bytes) {
+  DeviceMemory& m = device_memory();
+  m.requested.erase(offset);
+  const size_t page = page_bytes(), lo = offset / page * page, hi = round_up(offset + bytes, page);
+  if (mprotect(m.base + lo, hi - lo, PROT_NONE)) die("mprotect failed");
+  madvise(m.base + lo, hi - lo, MADV_DONTNEED);
 }
 
 // First fit over the free ranges; every block a multiple of 256 bytes, so every block starts
 // 256-byte aligned, as cudaMalloc's.
 inline void* device_alloc(size_t n) {
+  if (guard_mode() != Guard::off) return guarded_alloc(n);
   DeviceMemory& m = device_memory();
   const size_t bytes = std::max<size_t>((n + 255) / 256 * 256, 256);
   for (auto it = m.free_ranges.begin(); it != m.free_ranges.end(); ++it) {
@@ -259,6 +346,10 @@ inline bool device_free(void* p) {
   size_t offset = live->first, bytes = live->second;
   m.live.erase(live);
   m.used -= bytes;
+  if (guard_mode() != Guard::off) {
+    guarded_free(offset, bytes);
+    return true;
+  }
   // Merge with the free neighbours, then give the merged range's whole pages back to the OS.
   auto next = m.free_ranges.lower_bound(offset);
   if (next != m.free_ranges.end() && next->first == offset + bytes) {
@@ -280,7 +371,7 @@ inline bool device_free(void* p) {
 }
 inline bool is_device(const void* p) {
   const auto* b = static_cast<const unsigned char*>(p);
-  return b >= device_memory().base && b < device_memory().base + kCpemuDeviceBytes;
+  return b >= device_memory().base && b < device_memory().base + arena_bytes();
 }
 
 // Host-mapped allocations (cudaHostAlloc): an async copy from one reads it when it runs.
@@ -334,6 +425,21 @@ inline cudaError_t cudaFree(void* p) {
   std::lock_guard<std::recursive_mutex> lock(cpemu::runtime().mutex);
   cpemu::run_all_streams();
   return cpemu::device_free(p) ? cudaSuccess : cpemu_fail(cudaErrorInvalidValue);
+}
+// Stream-ordered allocation. The block is ready for work queued after the call; fresh
+// blocks come from the same memory as cudaMalloc's.
+inline cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
+// The block is released once the work queued before on `s` has run: no host wait.
+inline cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
+  if (p == nullptr) return cudaSuccess;
+  std::lock_guard<std::recursive_mutex> lock(cpemu::runtime().mutex);
+  cpemu::DeviceMemory& m = cpemu::device_memory();
+  if (!cpemu::is_device(p) || m.live.count(size_t(static_cast<unsigned char*>(p) - m.base)) == 0)
+    return cpemu_fail(cudaErrorInvalidValue);
+  cpemu::enqueue(s, [p] {
+    if (!cpemu::device_free(p)) cpemu::die("cudaFreeAsync: the block was freed twice");
+  });
+  return cudaSuccess;
 }
 inline cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   std::lock_guard<std::recursive_mutex> lock(cpemu::runtime().mutex);

@@ -5,10 +5,15 @@
 # of the library is built as in a CUDA build (KILN_WITH_CUDA: the ops take their CUDA
 # branches), and `kiln_tests --source-file='*test_cuda*'` runs on the emulated "cuda:0".
 #
-#   tools/cuda_emulator/suite.sh [--out DIR] [--timeout S] [--all] [-- doctest flags...]
+#   tools/cuda_emulator/suite.sh [--out DIR] [--timeout S] [--all] [--guard [front]] [-- doctest flags...]
 #     --out DIR      build folder (default build-emu-suite/)
 #     --timeout S    stop the tests after S seconds (default 3600)
 #     --all          also the one case left out by default (see `slow` below)
+#     --guard        bounds checking: kiln's cache off (KILN_CUDA_NO_CACHING=1), so every
+#                    tensor is an allocation of its own, and each allocation's end against
+#                    a guard page (CPEMU_GUARD, cpemu_runtime.h): a kernel, copy or GEMM
+#                    that reads or writes past a buffer, or a freed one, faults and is named.
+#                    `--guard front` puts the start against it instead (reads before a buffer).
 #     after --        passed to kiln_tests, e.g. -- -tc='*attention*'
 #
 # About 12 minutes of tests on 2 cores after a 5-minute build.
@@ -27,13 +32,17 @@ timeout_s=3600
 # with its gradient, take over 10 minutes emulated (a fiber per GPU thread); the `reduce`
 # family of run.sh covers their two-pass kernels. (doctest splits filters at commas.)
 slow=(--test-case-exclude='*the two-pass path*')
+guard=
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --all) slow=(); shift ;;
+    --guard)
+      guard=back; shift
+      if [ "${1:-}" = front ]; then guard=front; shift; fi ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--out DIR] [--timeout S] [--all] [-- doctest flags...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--out DIR] [--timeout S] [--all] [--guard [front]] [-- doctest flags...]" >&2; exit 2 ;;
   esac
 done
 cd "$root"
@@ -73,17 +82,20 @@ log="$out/suite.log"
 status=0
 # Line-buffered, with each case's duration: after a timeout the log's last line names the
 # case before the one that did not finish.
-KILN_CUDA_FILL_UNINITIALIZED=1 timeout "$timeout_s" stdbuf -oL "$build/tests/kiln_tests" --source-file='*test_cuda*' --duration=true "${slow[@]}" "$@" \
-  > "$log" 2>&1 ||
+guard_env=()
+[ -n "$guard" ] && guard_env=(CPEMU_GUARD="$guard" KILN_CUDA_NO_CACHING=1)
+env KILN_CUDA_FILL_UNINITIALIZED=1 "${guard_env[@]}" timeout "$timeout_s" stdbuf -oL "$build/tests/kiln_tests" \
+  --source-file='*test_cuda*' --duration=true "${slow[@]}" "$@" > "$log" 2>&1 ||
   status=$?
 grep -E "^\[doctest\] (test cases|assertions)" "$log" || echo "suite.sh: kiln_tests ended with status $status (see $log)"
 
-# A host access to device memory (cpemu_runtime.h) prints the host stack as offsets into
-# kiln_tests; name the functions.
-if grep -q "the HOST touched device memory" "$log"; then
-  grep -m1 "the HOST touched device memory" "$log" | sed "s/ Host stack:$//"
+# A host access to device memory, or a guard page hit (cpemu_runtime.h), prints the host
+# stack as offsets into kiln_tests; name the functions.
+fault="the HOST touched device memory|cpemu: GUARD:"
+if grep -qE "$fault" "$log"; then
+  grep -m1 -E "$fault" "$log" | sed "s/ Host stack:$//"
   echo "  host stack:"
-  grep -A40 "the HOST touched device memory" "$log" | grep -o 'kiln_tests(+0x[0-9a-f]*)' |
+  grep -A40 -m1 -E "$fault" "$log" | grep -o 'kiln_tests(+0x[0-9a-f]*)' |
     sed 's/.*(+\(0x[0-9a-f]*\))/\1/' | xargs -r addr2line -f -C -e "$build/tests/kiln_tests" |
     paste - - | cut -f1 | sed 's/^/    /'
 fi
